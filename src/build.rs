@@ -1,0 +1,358 @@
+//! The offline half of the paper's pipeline (§2), in parallel: discover → read → decode → resize the
+//! short side → centre crop → (encode) → shard, with the statistics (§2 mean image, §4.1 RGB
+//! eigenbasis) accumulated in the same pass. Record order is the input order, whatever the thread
+//! count, and the statistics are exact integer sums, so a build is reproducible bit for bit.
+
+use std::cell::RefCell;
+use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::prep::{decode_rgb, discover_folder, discover_list, DecodeOptions, Inputs, RejectReason, ResizeCrop, Source};
+use crate::shards::{write_file_atomic, BuildInfo, Dataset, DatasetWriter, Manifest, Mode, StatsInfo, MEAN_IMAGE_FILE};
+use crate::stats::{Stats, StatsAccumulator};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// An ImageFolder directory, or a list file of `path label` lines.
+    pub input: PathBuf,
+    /// For a list file: the directory its paths are relative to (default: the list file's directory).
+    pub root: Option<PathBuf>,
+    /// For a list file: a file with one class name per line.
+    pub class_names: Option<PathBuf>,
+    /// The dataset directory to create or replace.
+    pub out: PathBuf,
+    /// Side length of the records (paper: 256).
+    pub size: u32,
+    /// Record layout.
+    pub mode: Mode,
+    /// JPEG quality for `Mode::Jpeg`.
+    pub quality: u8,
+    /// Decode big JPEGs at reduced DCT scale (faster, not bit-identical to Pillow without draft).
+    pub draft: bool,
+    /// Records per shard file.
+    pub shard_size: u64,
+    /// Worker threads (`None`: all cores).
+    pub threads: Option<usize>,
+    /// Fail on the first input that cannot be used instead of listing it in `rejects.tsv`.
+    pub strict: bool,
+    /// Decompression-bomb guard.
+    pub max_pixels: u64,
+}
+
+impl BuildConfig {
+    /// The paper's defaults for `input` → `out`.
+    pub fn new(input: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        BuildConfig {
+            input: input.into(),
+            root: None,
+            class_names: None,
+            out: out.into(),
+            size: 256,
+            mode: Mode::Raw,
+            quality: 90,
+            draft: false,
+            shard_size: 1024,
+            threads: None,
+            strict: false,
+            max_pixels: crate::prep::DEFAULT_MAX_PIXELS,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.size == 0 || self.size > 8192 {
+            return Err(Error::Usage(format!("--size {} is out of range; use 1..=8192 (the paper uses 256)", self.size)));
+        }
+        if !(1..=100).contains(&self.quality) {
+            return Err(Error::Usage(format!("--quality {} is out of range; use 1..=100", self.quality)));
+        }
+        if self.shard_size == 0 {
+            return Err(Error::Usage("--shard-size must be at least 1".into()));
+        }
+        if self.threads == Some(0) {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        if self.max_pixels == 0 {
+            return Err(Error::Usage("--max-pixels must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What a build did.
+#[derive(Debug, Clone)]
+pub struct BuildSummary {
+    /// The dataset directory.
+    pub out: PathBuf,
+    /// The manifest written.
+    pub manifest: Manifest,
+    /// Input files considered.
+    pub inputs: u64,
+    /// Inputs that did not become records, with the reason, in input order.
+    pub rejects: Vec<(PathBuf, RejectReason)>,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Wall-clock seconds.
+    pub elapsed_secs: f64,
+}
+
+/// One input after §2's preprocessing.
+struct Prepared {
+    /// `size`×`size`×3 pixels (for statistics; the record itself in raw mode).
+    pixels: Vec<u8>,
+    /// The record in jpeg / original mode.
+    payload: Option<Vec<u8>>,
+}
+
+thread_local! {
+    static RESIZE: RefCell<ResizeCrop> = RefCell::new(ResizeCrop::new());
+    static STATS: RefCell<Option<StatsAccumulator>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<turbojpeg::Compressor>> = const { RefCell::new(None) };
+}
+
+/// Finds the inputs of a build: a directory is an ImageFolder, a file is a list.
+pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
+    let meta = fs::metadata(&cfg.input).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Usage(format!("{}: input does not exist; give an image folder or a list file", cfg.input.display()))
+        } else {
+            Error::io(&cfg.input, e)
+        }
+    })?;
+    if meta.is_dir() {
+        if cfg.root.is_some() || cfg.class_names.is_some() {
+            return Err(Error::Usage("--root and --class-names apply to list files; INPUT is a folder".into()));
+        }
+        Ok((discover_folder(&cfg.input)?, "folder"))
+    } else {
+        let root = cfg
+            .root
+            .clone()
+            .unwrap_or_else(|| cfg.input.parent().map(Path::to_path_buf).unwrap_or_default());
+        Ok((discover_list(&cfg.input, &root, cfg.class_names.as_deref())?, "list"))
+    }
+}
+
+fn encode_jpeg(pixels: &[u8], size: u32, quality: u8) -> std::result::Result<Vec<u8>, RejectReason> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let mut c = turbojpeg::Compressor::new().map_err(|e| RejectReason::Unsupported(e.to_string()))?;
+            c.set_quality(quality as i32).map_err(|e| RejectReason::Unsupported(e.to_string()))?;
+            c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(|e| RejectReason::Unsupported(e.to_string()))?;
+            *slot = Some(c);
+        }
+        let c = slot.as_mut().ok_or_else(|| RejectReason::Unsupported("no JPEG compressor".into()))?;
+        let image = turbojpeg::Image {
+            pixels,
+            width: size as usize,
+            pitch: size as usize * 3,
+            height: size as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        c.compress_to_vec(image).map_err(|e| RejectReason::Unsupported(format!("JPEG encode: {e}")))
+    })
+}
+
+fn prepare(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, RejectReason> {
+    if src.label.is_none() {
+        return Err(RejectReason::NoClass);
+    }
+    let bytes = fs::read(&src.path).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+    let opts = DecodeOptions {
+        max_pixels: cfg.max_pixels,
+        draft_for: cfg.draft.then_some(cfg.size),
+    };
+    let img = decode_rgb(&bytes, &opts)?;
+    let mut pixels = vec![0u8; cfg.size as usize * cfg.size as usize * 3];
+    RESIZE.with(|r| r.borrow_mut().resize_center_crop(&img, cfg.size, &mut pixels));
+    let payload = match cfg.mode {
+        Mode::Raw => None,
+        Mode::Jpeg => Some(encode_jpeg(&pixels, cfg.size, cfg.quality)?),
+        Mode::Original => Some(bytes),
+    };
+    STATS.with(|s| {
+        s.borrow_mut()
+            .get_or_insert_with(|| StatsAccumulator::new(cfg.size))
+            .add_image(&pixels)
+    });
+    Ok(Prepared { pixels, payload })
+}
+
+fn prepare_contained(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, RejectReason> {
+    catch_unwind(AssertUnwindSafe(|| prepare(src, cfg))).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(RejectReason::DecoderPanic(msg))
+    })
+}
+
+/// Collects and resets the per-thread statistics of every thread in `pool`.
+fn drain_stats(pool: &rayon::ThreadPool, size: u32) -> StatsAccumulator {
+    let parts = pool.broadcast(|_| STATS.with(|s| s.borrow_mut().take()));
+    let mut total = StatsAccumulator::new(size);
+    for part in parts.into_iter().flatten() {
+        total.merge(&part);
+    }
+    total
+}
+
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut b = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("alexpipe-build-{i}"));
+    if let Some(n) = threads {
+        b = b.num_threads(n);
+    }
+    b.build().map_err(|e| Error::Usage(format!("cannot start worker threads: {e}")))
+}
+
+/// Builds the dataset described by `cfg`. `progress` is called once per input processed, from the
+/// worker threads.
+pub fn build(cfg: &BuildConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<BuildSummary> {
+    let start = Instant::now();
+    cfg.validate()?;
+    let (inputs, input_kind) = discover(cfg)?;
+    build_inputs(cfg, inputs, input_kind, start, progress)
+}
+
+/// Builds from already discovered inputs (see [`build`]).
+pub fn build_inputs(
+    cfg: &BuildConfig,
+    inputs: Inputs,
+    input_kind: &str,
+    start: Instant,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<BuildSummary> {
+    cfg.validate()?;
+    let pool = thread_pool(cfg.threads)?;
+    let threads = pool.current_num_threads();
+    let mut writer = DatasetWriter::create(&cfg.out, cfg.mode, cfg.size, cfg.shard_size, inputs.classes.clone())?;
+    let chunk = (threads * 16).max(64);
+    let mut rejects = Vec::new();
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<std::result::Result<Prepared, RejectReason>>>(2);
+    let sources = &inputs.sources;
+    std::thread::scope(|scope| -> Result<()> {
+        let consumer = scope.spawn(|| -> Result<()> {
+            let mut next = 0usize;
+            for results in rx {
+                for result in results {
+                    let src = &sources[next];
+                    next += 1;
+                    match result {
+                        Ok(p) => {
+                            let label = src.label.unwrap_or_default();
+                            writer.push(label, &src.rel, p.payload.as_deref().unwrap_or(&p.pixels))?;
+                        }
+                        Err(reason) if cfg.strict => {
+                            return Err(Error::Rejected {
+                                path: src.path.clone(),
+                                reason,
+                            })
+                        }
+                        Err(reason) => {
+                            writer.reject(&src.rel, &reason)?;
+                            rejects.push((src.rel.clone(), reason));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        for part in sources.chunks(chunk) {
+            let results: Vec<_> = pool.install(|| {
+                part.par_iter()
+                    .map(|src| {
+                        let r = prepare_contained(src, cfg);
+                        progress(1);
+                        r
+                    })
+                    .collect()
+            });
+            if tx.send(results).is_err() {
+                break; // the consumer stopped on an error; it is reported below
+            }
+        }
+        drop(tx);
+        consumer.join().unwrap_or_else(|_| Err(Error::Usage("the shard writer thread panicked".into())))
+    })?;
+    let acc = drain_stats(&pool, cfg.size);
+    let Some(stats) = acc.finish() else {
+        let examples: Vec<String> = rejects.iter().take(5).map(|(p, r)| format!("  {}: {r}", p.display())).collect();
+        return Err(Error::Usage(format!(
+            "none of the {} inputs in {} could be used:\n{}",
+            sources.len(),
+            cfg.input.display(),
+            examples.join("\n")
+        )));
+    };
+    let build = BuildInfo {
+        tool: format!("alexpipe {}", env!("CARGO_PKG_VERSION")),
+        input: cfg.input.display().to_string(),
+        input_kind: input_kind.into(),
+        quality: (cfg.mode == Mode::Jpeg).then_some(cfg.quality),
+        draft: cfg.draft,
+        shard_size: cfg.shard_size,
+        max_pixels: cfg.max_pixels,
+        resize: "short side to size, antialiased bilinear (Pillow BILINEAR), centre crop (torchvision)".into(),
+        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    };
+    let manifest = writer.commit(&stats, build)?;
+    Ok(BuildSummary {
+        out: cfg.out.clone(),
+        manifest,
+        inputs: sources.len() as u64,
+        rejects,
+        threads,
+        elapsed_secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Recomputes the statistics of an existing dataset from its records (decoding them in jpeg and
+/// original modes) and rewrites `mean_image.npy` and the manifest. Returns the new statistics.
+pub fn recompute_stats(dir: &Path, threads: Option<usize>, progress: &(dyn Fn(u64) + Sync)) -> Result<Stats> {
+    let dataset = Dataset::open(dir)?;
+    let pool = thread_pool(threads)?;
+    let size = dataset.size();
+    let n = size as usize * size as usize * 3;
+    let acc = pool.install(|| {
+        (0..dataset.len())
+            .into_par_iter()
+            .try_fold(
+                || (StatsAccumulator::new(size), ResizeCrop::new(), vec![0u8; n]),
+                |(mut acc, mut resize, mut buf), i| {
+                    dataset.read_pixels(i, &mut resize, &mut buf)?;
+                    acc.add_image(&buf);
+                    progress(1);
+                    Ok::<_, Error>((acc, resize, buf))
+                },
+            )
+            .map(|r| r.map(|(acc, _, _)| acc))
+            .try_reduce(
+                || StatsAccumulator::new(size),
+                |mut a, b| {
+                    a.merge(&b);
+                    Ok(a)
+                },
+            )
+    })?;
+    let stats = acc
+        .finish()
+        .ok_or_else(|| Error::format(dir, "the dataset has no records; nothing to compute"))?;
+    let mut manifest = dataset.manifest().clone();
+    drop(dataset);
+    let s = size as usize;
+    write_file_atomic(&dir.join(MEAN_IMAGE_FILE), &crate::shards::encode_npy_f32(&[s, s, 3], &stats.mean_image))?;
+    let info = crate::shards::file_info(dir, MEAN_IMAGE_FILE)?;
+    manifest.files.retain(|f| f.file != MEAN_IMAGE_FILE);
+    manifest.files.push(info);
+    manifest.stats = StatsInfo::from_stats(&stats);
+    manifest.write_atomic(dir)?;
+    Ok(stats)
+}

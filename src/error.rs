@@ -1,0 +1,68 @@
+//! The library's error type. Every variant names the file it is about and, where one exists, the fix.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Errors from building, opening or reading an alexpipe dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system error on a named file or directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory the operation was about.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// A dataset file (manifest, shard, statistics) is not what the format says it must be.
+    #[error("{path}: {msg}")]
+    Format {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it and what to do.
+        msg: String,
+    },
+    /// Bad arguments or input layout: the message says what is wrong and how to fix it.
+    #[error("{0}")]
+    Usage(String),
+    /// `--strict` build: an input image could not be used.
+    #[error("{path}: {reason} (run without --strict to skip such files and list them in rejects.tsv)")]
+    Rejected {
+        /// The input file.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: crate::prep::RejectReason,
+    },
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// A format error on `path`.
+    pub fn format(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Adds the path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

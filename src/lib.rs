@@ -1,0 +1,19 @@
+//! alexpipe — the data pipeline of AlexNet (Krizhevsky, Sutskever & Hinton, 2012) as a fast,
+//! deterministic, reusable engine.
+//!
+//! Modules mirror the paper:
+//! - [`prep`] (§2): find inputs, decode to RGB, resize the short side to 256, crop the centre.
+//! - [`shards`] (§2): the memory-mappable, checksummed dataset format, its writer and reader.
+//! - [`stats`] (§2, §4.1): the mean image and the RGB covariance eigenbasis for PCA lighting.
+//! - [`build`]: the parallel offline build that ties them together (`build-shards`).
+
+pub mod build;
+pub mod error;
+pub mod prep;
+pub mod shards;
+pub mod stats;
+
+pub use build::{build, recompute_stats, BuildConfig, BuildSummary};
+pub use error::{Error, Result};
+pub use shards::{Dataset, Mode};
+pub use stats::Stats;

@@ -1,0 +1,366 @@
+//! Decoding any supported file to RGB8 (paper §2: "we trained our network on the (centered) raw RGB values").
+//!
+//! The format is detected from the bytes, never from the file name (ImageNet has PNGs named `.JPEG`
+//! and CMYK JPEGs). JPEGs go through libjpeg-turbo (the TurboJPEG 3 API, bundled), which decodes
+//! bit-identically to Pillow; everything else goes through the `image` crate. Colour conversion
+//! follows Pillow's `Image.convert("RGB")` so that records match what a torchvision user sees:
+//! grey is replicated, alpha is dropped (not composited), CMYK uses Pillow's formula. EXIF orientation
+//! is not applied, as in Pillow and torchvision's `ImageFolder`.
+
+use std::fmt;
+use std::io::Cursor;
+
+use turbojpeg::raw;
+
+/// Why an input file cannot become a record. The `kind` is a stable code written to `rejects.tsv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The file could not be read from disk.
+    Unreadable(String),
+    /// The file has zero bytes.
+    Empty,
+    /// The bytes are not in any image format we know.
+    NotAnImage,
+    /// A known format, but a variant the decoders do not support.
+    Unsupported(String),
+    /// The decoder failed: truncated or damaged data.
+    Corrupt(String),
+    /// Width × height above the pixel limit (a guard against decompression bombs).
+    TooLarge {
+        /// Declared width.
+        width: u64,
+        /// Declared height.
+        height: u64,
+        /// The limit in pixels (`--max-pixels`).
+        limit: u64,
+    },
+    /// Zero width or height.
+    TooSmall {
+        /// Declared width.
+        width: u64,
+        /// Declared height.
+        height: u64,
+    },
+    /// Not inside a class folder, so it has no label.
+    NoClass,
+    /// The decoder crashed on this file (a bug in a decoder, contained).
+    DecoderPanic(String),
+}
+
+impl RejectReason {
+    /// Stable short code for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RejectReason::Unreadable(_) => "unreadable",
+            RejectReason::Empty => "empty",
+            RejectReason::NotAnImage => "not-an-image",
+            RejectReason::Unsupported(_) => "unsupported",
+            RejectReason::Corrupt(_) => "corrupt",
+            RejectReason::TooLarge { .. } => "too-large",
+            RejectReason::TooSmall { .. } => "too-small",
+            RejectReason::NoClass => "no-class",
+            RejectReason::DecoderPanic(_) => "decoder-panic",
+        }
+    }
+
+    /// Human-readable detail, without the kind.
+    pub fn detail(&self) -> String {
+        match self {
+            RejectReason::Unreadable(m)
+            | RejectReason::Unsupported(m)
+            | RejectReason::Corrupt(m)
+            | RejectReason::DecoderPanic(m) => m.clone(),
+            RejectReason::Empty => "the file is empty (0 bytes)".into(),
+            RejectReason::NotAnImage => "not a recognised image format (checked the file's bytes, not its name)".into(),
+            RejectReason::TooLarge { width, height, limit } => format!(
+                "{width}x{height} = {} pixels exceeds the limit of {limit} (possible decompression bomb; raise --max-pixels if it is genuine)",
+                width * height
+            ),
+            RejectReason::TooSmall { width, height } => format!("{width}x{height} has no pixels"),
+            RejectReason::NoClass => "not inside a class sub-folder, so it has no label".into(),
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind(), self.detail())
+    }
+}
+
+/// A decoded image: `height` rows of `width` RGB pixels, row-major, no padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 3` bytes, HWC RGB.
+    pub pixels: Vec<u8>,
+}
+
+/// How to decode.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions {
+    /// Reject images with more pixels than this (before any draft scaling).
+    pub max_pixels: u64,
+    /// `Some(size)`: decode JPEGs at a reduced DCT scale (1/2, 1/4, 1/8) as long as both sides stay
+    /// at least `2 * size`, exactly as Pillow's `Image.draft("RGB", (2*size, 2*size))` picks it.
+    pub draft_for: Option<u32>,
+}
+
+/// Pillow's `Image.MAX_IMAGE_PIXELS * 2`: the size at which Pillow refuses an image as a bomb.
+pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            draft_for: None,
+        }
+    }
+}
+
+/// True when the bytes start with a JPEG SOI marker.
+pub fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.len() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF
+}
+
+/// Decodes `bytes` to RGB8, detecting the format from the content.
+pub fn decode_rgb(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectReason> {
+    if bytes.is_empty() {
+        return Err(RejectReason::Empty);
+    }
+    if is_jpeg(bytes) {
+        decode_jpeg(bytes, opts)
+    } else {
+        decode_other(bytes, opts)
+    }
+}
+
+fn check_dims(width: u64, height: u64, opts: &DecodeOptions) -> Result<(), RejectReason> {
+    if width == 0 || height == 0 {
+        return Err(RejectReason::TooSmall { width, height });
+    }
+    if width.saturating_mul(height) > opts.max_pixels {
+        return Err(RejectReason::TooLarge {
+            width,
+            height,
+            limit: opts.max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// The DCT scale denominator (1, 2, 4 or 8) Pillow's `draft("RGB", (2*size, 2*size))` would pick.
+pub fn draft_denominator(width: u32, height: u32, size: u32) -> u32 {
+    let want = 2 * size.max(1);
+    let scale = (width / want).min(height / want);
+    [8, 4, 2].into_iter().find(|&d| scale >= d).unwrap_or(1)
+}
+
+/// A TurboJPEG decompressor handle, one per thread (handles are not thread-safe, and cheap to keep).
+struct TjDecompressor(raw::tjhandle);
+
+impl TjDecompressor {
+    fn new() -> Result<Self, RejectReason> {
+        // SAFETY: tj3Init has no preconditions; a null return is handled.
+        let handle = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as CInt) };
+        if handle.is_null() {
+            return Err(RejectReason::Unsupported("cannot initialise libjpeg-turbo".into()));
+        }
+        Ok(TjDecompressor(handle))
+    }
+
+    fn error(&self) -> (bool, String) {
+        // SAFETY: the handle is valid for the lifetime of self; the string is copied before return.
+        unsafe {
+            let warning = raw::tj3GetErrorCode(self.0) == raw::TJERR_TJERR_WARNING as CInt;
+            let msg = std::ffi::CStr::from_ptr(raw::tj3GetErrorStr(self.0));
+            (warning, msg.to_string_lossy().into_owned())
+        }
+    }
+
+    fn get(&self, param: raw::TJPARAM) -> CInt {
+        // SAFETY: valid handle, any parameter id is accepted (unknown ones return -1).
+        unsafe { raw::tj3Get(self.0, param as CInt) }
+    }
+}
+
+impl Drop for TjDecompressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { raw::tj3Destroy(self.0) }
+    }
+}
+
+type CInt = std::os::raw::c_int;
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<TjDecompressor>> = const { std::cell::RefCell::new(None) };
+}
+
+/// libjpeg warnings that mean data is missing, so part of the image would be filled with grey.
+/// Other warnings (e.g. "N extraneous bytes before marker") leave the pixels intact, and Pillow
+/// accepts such files too.
+fn warning_loses_data(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("premature end") || m.contains("truncated")
+}
+
+fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectReason> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(TjDecompressor::new()?);
+        }
+        let tj = slot.as_ref().ok_or_else(|| RejectReason::Unsupported("no decompressor".into()))?;
+        decode_jpeg_with(tj, bytes, opts)
+    })
+}
+
+fn decode_jpeg_with(tj: &TjDecompressor, bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectReason> {
+    // SAFETY: valid handle; the slice outlives the call.
+    let rc = unsafe { raw::tj3DecompressHeader(tj.0, bytes.as_ptr(), bytes.len() as raw::size_t) };
+    if rc != 0 {
+        let (_, msg) = tj.error();
+        return Err(RejectReason::Corrupt(format!("JPEG header: {msg}")));
+    }
+    let width = tj.get(raw::TJPARAM_TJPARAM_JPEGWIDTH).max(0) as u32;
+    let height = tj.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT).max(0) as u32;
+    check_dims(width as u64, height as u64, opts)?;
+    let colorspace = tj.get(raw::TJPARAM_TJPARAM_COLORSPACE);
+    let cmyk = colorspace == raw::TJCS_TJCS_CMYK as CInt || colorspace == raw::TJCS_TJCS_YCCK as CInt;
+    let lossless = tj.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1;
+
+    let denom = match opts.draft_for {
+        Some(size) if !lossless => draft_denominator(width, height, size),
+        _ => 1,
+    };
+    let factor = raw::tjscalingfactor { num: 1, denom: denom as CInt };
+    // SAFETY: valid handle; 1/1, 1/2, 1/4, 1/8 are always supported.
+    if unsafe { raw::tj3SetScalingFactor(tj.0, factor) } != 0 {
+        let (_, msg) = tj.error();
+        return Err(RejectReason::Unsupported(format!("JPEG scaling 1/{denom}: {msg}")));
+    }
+    // TJSCALED: ceil(dim * num / denom).
+    let out_w = width.div_ceil(denom);
+    let out_h = height.div_ceil(denom);
+    let channels = if cmyk { 4 } else { 3 };
+    let pixel_format = if cmyk { raw::TJPF_TJPF_CMYK } else { raw::TJPF_TJPF_RGB };
+    let mut pixels = vec![0u8; out_w as usize * out_h as usize * channels];
+    // SAFETY: the buffer holds out_h rows of pitch out_w*channels bytes, which is what TurboJPEG writes
+    // for this scaling factor and pixel format.
+    let rc = unsafe {
+        raw::tj3Decompress8(
+            tj.0,
+            bytes.as_ptr(),
+            bytes.len() as raw::size_t,
+            pixels.as_mut_ptr(),
+            (out_w as usize * channels) as CInt,
+            pixel_format as CInt,
+        )
+    };
+    if rc != 0 {
+        let (warning, msg) = tj.error();
+        if !warning || warning_loses_data(&msg) {
+            return Err(RejectReason::Corrupt(format!("JPEG data: {msg}")));
+        }
+    }
+    if cmyk {
+        pixels = cmyk_to_rgb(&pixels);
+    }
+    Ok(RgbImage {
+        width: out_w,
+        height: out_h,
+        pixels,
+    })
+}
+
+/// Pillow's `(a * b + 128) / 255`, rounded the way its `MULDIV255` macro does.
+fn muldiv255(a: u32, b: u32) -> u32 {
+    let t = a * b + 128;
+    ((t >> 8) + t) >> 8
+}
+
+/// CMYK as libjpeg returns it (Adobe's inverted convention, which Pillow assumes for every CMYK JPEG)
+/// to RGB with Pillow's `cmyk2rgb`: for normal CMYK, `R = (255 - K) - C * (255 - K) / 255`.
+pub fn cmyk_to_rgb(inverted_cmyk: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(inverted_cmyk.len() / 4 * 3);
+    for px in inverted_cmyk.chunks_exact(4) {
+        let nk = px[3] as u32; // 255 - K where K = 255 - stored
+        for &stored in &px[..3] {
+            let c = 255 - stored as u32;
+            out.push(nk.saturating_sub(muldiv255(c, nk)) as u8);
+        }
+    }
+    out
+}
+
+fn decode_other(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectReason> {
+    let reader = || {
+        image::ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| RejectReason::Unreadable(e.to_string()))
+    };
+    let probe = reader()?;
+    let format = probe.format().ok_or(RejectReason::NotAnImage)?;
+    let (width, height) = probe.into_dimensions().map_err(|e| image_error(format, e))?;
+    check_dims(width as u64, height as u64, opts)?;
+    let mut full = reader()?;
+    let mut limits = image::Limits::no_limits();
+    // Decoded size at 16 bits x 4 channels, plus headroom for the decoder's own buffers.
+    limits.max_alloc = Some(opts.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    full.limits(limits);
+    let decoded = full.decode().map_err(|e| image_error(format, e))?;
+    let rgb = decoded.to_rgb8();
+    Ok(RgbImage {
+        width: rgb.width(),
+        height: rgb.height(),
+        pixels: rgb.into_raw(),
+    })
+}
+
+fn image_error(format: image::ImageFormat, e: image::ImageError) -> RejectReason {
+    let name = format!("{format:?}");
+    match e {
+        image::ImageError::Unsupported(u) => RejectReason::Unsupported(format!("{name}: {u}")),
+        image::ImageError::Limits(l) => {
+            RejectReason::Unsupported(format!("{name}: needs more memory than the pixel limit allows: {l}"))
+        }
+        other => RejectReason::Corrupt(format!("{name}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draft_denominator_follows_pillow() {
+        // scale = min(w // 512, h // 512) for size 256; largest of 8, 4, 2 not above it.
+        assert_eq!(draft_denominator(500, 375, 256), 1);
+        assert_eq!(draft_denominator(1024, 1024, 256), 2);
+        assert_eq!(draft_denominator(4096, 2047, 256), 2);
+        assert_eq!(draft_denominator(4096, 3000, 256), 4);
+        assert_eq!(draft_denominator(9000, 6000, 256), 8);
+    }
+
+    #[test]
+    fn cmyk_matches_pillow_formula() {
+        // Stored (inverted) 255 everywhere = no ink = white.
+        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 255]), vec![255, 255, 255]);
+        // Full black ink (stored K = 0) = black whatever the colour.
+        assert_eq!(cmyk_to_rgb(&[10, 200, 255, 0]), vec![0, 0, 0]);
+        // Pure cyan ink: C = 255 -> R = 0, G = B = 255.
+        assert_eq!(cmyk_to_rgb(&[0, 255, 255, 255]), vec![0, 255, 255]);
+    }
+
+    #[test]
+    fn rejects_empty_and_garbage() {
+        let o = DecodeOptions::default();
+        assert_eq!(decode_rgb(&[], &o), Err(RejectReason::Empty));
+        assert_eq!(decode_rgb(b"hello, I am text", &o), Err(RejectReason::NotAnImage));
+        assert!(matches!(decode_rgb(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0], &o), Err(RejectReason::Corrupt(_))));
+    }
+}

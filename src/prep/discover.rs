@@ -1,0 +1,219 @@
+//! Finding the inputs: an ImageFolder tree (one sub-folder per class, classes in sorted order, as
+//! torchvision's `ImageFolder`) or a Caffe `convert_imageset`-style list file of `path label` lines.
+//!
+//! Every regular file inside a class folder is an input, whatever its extension: the decoder decides
+//! from the bytes, and a file that is not an image is reported in `rejects.tsv`, never silently
+//! skipped. Hidden files (name starting with `.`) are skipped. Files directly in the root are inputs
+//! without a class and are reported as rejects.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// One input image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Where to read it.
+    pub path: PathBuf,
+    /// Path relative to the input root, as written to `index.tsv` and `rejects.tsv`.
+    pub rel: PathBuf,
+    /// Class index, or `None` for a file outside any class folder.
+    pub label: Option<u32>,
+}
+
+/// Everything a build will consume.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Class names; a label is an index into this list.
+    pub classes: Vec<String>,
+    /// All input files, in record order.
+    pub sources: Vec<Source>,
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// Walks an ImageFolder tree. Class folders are sorted by name (Unicode code point order, as Python's
+/// `sorted`); files in each class, found recursively, are sorted by relative path.
+pub fn discover_folder(root: &Path) -> Result<Inputs> {
+    let mut class_dirs = Vec::new();
+    let mut loose = Vec::new();
+    for entry in fs::read_dir(root).at(root)? {
+        let entry = entry.at(root)?;
+        let name = entry.file_name();
+        if is_hidden(&name) {
+            continue;
+        }
+        let path = entry.path();
+        // Follow symlinks, as ImageFolder does.
+        let meta = fs::metadata(&path).at(&path)?;
+        if meta.is_dir() {
+            let name = name.into_string().map_err(|n| {
+                Error::Usage(format!(
+                    "{}: class folder name {n:?} is not valid UTF-8; rename it",
+                    path.display()
+                ))
+            })?;
+            class_dirs.push((name, path));
+        } else {
+            loose.push(Source {
+                rel: PathBuf::from(&name),
+                path,
+                label: None,
+            });
+        }
+    }
+    if class_dirs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no class sub-folders found; expected one folder per class (ImageFolder layout) or a list file with --root",
+            root.display()
+        )));
+    }
+    class_dirs.sort();
+    let mut sources = Vec::new();
+    for (label, (name, dir)) in class_dirs.iter().enumerate() {
+        let mut files = Vec::new();
+        walk_files(dir, &mut files)?;
+        files.sort();
+        sources.extend(files.into_iter().map(|path| Source {
+            rel: Path::new(name).join(path.strip_prefix(dir).unwrap_or(&path)),
+            path,
+            label: Some(label as u32),
+        }));
+    }
+    loose.sort_by(|a, b| a.rel.cmp(&b.rel));
+    sources.extend(loose);
+    if sources.iter().all(|s| s.label.is_none()) {
+        return Err(Error::Usage(format!(
+            "{}: the class folders contain no files; put the images in one sub-folder per class",
+            root.display()
+        )));
+    }
+    Ok(Inputs {
+        classes: class_dirs.into_iter().map(|(n, _)| n).collect(),
+        sources,
+    })
+}
+
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if is_hidden(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => walk_files(&path, out)?,
+            // Files, and also entries we cannot stat (a dangling link): the build reports them.
+            _ => out.push(path),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a list file: one `relative/path label` per line (the label is the last whitespace-separated
+/// field, so paths may contain spaces), blank lines and lines starting with `#` ignored. Paths are
+/// relative to `root`. Class names come from `class_names` (one per line) when given, otherwise they
+/// are the label numbers `0..=max`.
+pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Result<Inputs> {
+    let text = fs::read_to_string(list).at(list)?;
+    let mut sources = Vec::new();
+    let mut max_label = None::<u32>;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| {
+            Error::Usage(format!(
+                "{}:{}: {why}; each line must be `relative/path label` with an integer label ≥ 0",
+                list.display(),
+                n + 1
+            ))
+        };
+        let (rel, label) = line.rsplit_once(char::is_whitespace).ok_or_else(|| bad("no label"))?;
+        let label: u32 = label.parse().map_err(|_| bad(&format!("label {label:?} is not an integer")))?;
+        let rel = rel.trim();
+        if rel.is_empty() {
+            return Err(bad("empty path"));
+        }
+        max_label = Some(max_label.map_or(label, |m| m.max(label)));
+        sources.push(Source {
+            path: root.join(rel),
+            rel: PathBuf::from(rel),
+            label: Some(label),
+        });
+    }
+    let Some(max_label) = max_label else {
+        return Err(Error::Usage(format!("{}: the list file has no entries", list.display())));
+    };
+    let classes = match class_names {
+        Some(p) => {
+            let names: Vec<String> = fs::read_to_string(p)
+                .at(p)?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if names.len() <= max_label as usize {
+                return Err(Error::Usage(format!(
+                    "{}: {} class names, but {} uses label {max_label}; add the missing names",
+                    p.display(),
+                    names.len(),
+                    list.display()
+                )));
+            }
+            names
+        }
+        None => (0..=max_label).map(|l| l.to_string()).collect(),
+    };
+    Ok(Inputs { classes, sources })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_classes_sorted_and_loose_files_unlabelled() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let root = dir.path();
+        for (class, file) in [("b", "2.jpg"), ("b", "1.jpg"), ("a", "x/deep.png"), ("a", ".hidden")] {
+            let p = root.join(class).join(file);
+            fs::create_dir_all(p.parent().unwrap_or(root)).at(&p)?;
+            fs::write(&p, b"x").at(&p)?;
+        }
+        fs::write(root.join("loose.jpg"), b"x").at(root)?;
+        let inputs = discover_folder(root)?;
+        assert_eq!(inputs.classes, vec!["a", "b"]);
+        let rels: Vec<_> = inputs.sources.iter().map(|s| (s.rel.clone(), s.label)).collect();
+        assert_eq!(
+            rels,
+            vec![
+                (PathBuf::from("a/x/deep.png"), Some(0)),
+                (PathBuf::from("b/1.jpg"), Some(1)),
+                (PathBuf::from("b/2.jpg"), Some(1)),
+                (PathBuf::from("loose.jpg"), None),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn list_file_allows_spaces_and_reports_bad_lines() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let list = dir.path().join("list.txt");
+        fs::write(&list, "# comment\nsome dir/a b.jpg 2\n\nc.png 0\n").at(&list)?;
+        let inputs = discover_list(&list, Path::new("/data"), None)?;
+        assert_eq!(inputs.classes, vec!["0", "1", "2"]);
+        assert_eq!(inputs.sources[0].path, PathBuf::from("/data/some dir/a b.jpg"));
+        assert_eq!(inputs.sources[0].label, Some(2));
+        fs::write(&list, "a.jpg x\n").at(&list)?;
+        let err = discover_list(&list, Path::new("/data"), None).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("list.txt:1") && err.contains("not an integer"), "{err}");
+        Ok(())
+    }
+}

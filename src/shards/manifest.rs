@@ -1,0 +1,282 @@
+//! `manifest.json`: the dataset's table of contents, written last (its presence marks a complete
+//! dataset), plus the `.npy` files that hold array-valued statistics.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::format::Mode;
+use crate::error::{Error, IoContext, Result};
+use crate::stats::Stats;
+
+/// Value of [`Manifest::format`].
+pub const FORMAT_NAME: &str = "alexpipe-dataset";
+/// Version of the dataset layout written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+/// The manifest's file name.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The per-pixel mean image's file name.
+pub const MEAN_IMAGE_FILE: &str = "mean_image.npy";
+/// The per-record provenance file's name.
+pub const INDEX_FILE: &str = "index.tsv";
+/// The rejected-inputs report's file name.
+pub const REJECTS_FILE: &str = "rejects.tsv";
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Record layout of every shard.
+    pub mode: Mode,
+    /// Image side length (records are `size`×`size` after §2's resize and crop).
+    pub size: u32,
+    /// Pixel layout of decoded records: always `"HWC RGB u8"`.
+    pub pixel_layout: String,
+    /// Number of records in the dataset.
+    pub num_records: u64,
+    /// Class names; label `i` is `classes[i]`.
+    pub classes: Vec<String>,
+    /// Records per class.
+    pub class_counts: Vec<u64>,
+    /// Inputs that did not become records (listed in `rejects.tsv`).
+    pub rejected: u64,
+    /// The shard files, in record order.
+    pub shards: Vec<ShardInfo>,
+    /// Other files of the dataset with their checksums.
+    pub files: Vec<FileInfo>,
+    /// Training-set statistics of the records.
+    pub stats: StatsInfo,
+    /// How the dataset was built.
+    pub build: BuildInfo,
+}
+
+/// One shard file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// File name inside the dataset directory.
+    pub file: String,
+    /// Dataset index of its first record.
+    pub first_record: u64,
+    /// Number of records in it.
+    pub num_records: u64,
+    /// File length in bytes.
+    pub bytes: u64,
+    /// CRC-32C of the whole file.
+    pub crc32c: u32,
+}
+
+/// A non-shard file of the dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// File name inside the dataset directory.
+    pub file: String,
+    /// File length in bytes.
+    pub bytes: u64,
+    /// CRC-32C of the whole file.
+    pub crc32c: u32,
+}
+
+/// Scalar statistics; the mean image lives in [`MEAN_IMAGE_FILE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsInfo {
+    /// Units of every value below.
+    pub units: String,
+    /// Number of images the statistics cover.
+    pub images: u64,
+    /// File holding the per-pixel mean image, `size`×`size`×3 float32 `.npy`, HWC RGB.
+    pub mean_image: String,
+    /// Per-channel mean (R, G, B).
+    pub channel_mean: [f64; 3],
+    /// Per-channel population standard deviation.
+    pub channel_std: [f64; 3],
+    /// 3×3 population covariance of RGB values.
+    pub covariance: [[f64; 3]; 3],
+    /// Covariance eigenvalues, descending.
+    pub eigvals: [f64; 3],
+    /// Unit eigenvectors as columns: `eigvecs[row][i]` is component `row` of eigenvector `i`.
+    pub eigvecs: [[f64; 3]; 3],
+}
+
+/// Units string stored in [`StatsInfo::units`].
+pub const STATS_UNITS: &str =
+    "u8 levels 0..255; means and stds in levels, covariance and eigvals in levels^2 (population, 1/N)";
+
+impl StatsInfo {
+    /// The scalar part of `stats`.
+    pub fn from_stats(stats: &Stats) -> Self {
+        StatsInfo {
+            units: STATS_UNITS.into(),
+            images: stats.images,
+            mean_image: MEAN_IMAGE_FILE.into(),
+            channel_mean: stats.channel_mean,
+            channel_std: stats.channel_std,
+            covariance: stats.covariance,
+            eigvals: stats.eigvals,
+            eigvecs: stats.eigvecs,
+        }
+    }
+
+    /// Joins the scalars with the mean image back into [`Stats`].
+    pub fn to_stats(&self, size: u32, mean_image: Vec<f32>) -> Stats {
+        Stats {
+            images: self.images,
+            size,
+            mean_image,
+            channel_mean: self.channel_mean,
+            channel_std: self.channel_std,
+            covariance: self.covariance,
+            eigvals: self.eigvals,
+            eigvecs: self.eigvecs,
+        }
+    }
+}
+
+/// Build parameters, for provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildInfo {
+    /// `alexpipe <version>`.
+    pub tool: String,
+    /// The INPUT argument as given.
+    pub input: String,
+    /// `"folder"` or `"list"`.
+    pub input_kind: String,
+    /// JPEG quality in `jpeg` mode.
+    pub quality: Option<u8>,
+    /// Whether JPEGs were decoded at reduced DCT scale.
+    pub draft: bool,
+    /// Records per shard.
+    pub shard_size: u64,
+    /// The decompression-bomb guard in pixels.
+    pub max_pixels: u64,
+    /// The resize filter.
+    pub resize: String,
+    /// Seconds since the Unix epoch when the build finished.
+    pub created_unix: u64,
+}
+
+impl Manifest {
+    /// Reads and checks `dir/manifest.json`.
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::format(
+                    dir,
+                    "no manifest.json: not an alexpipe dataset, or an interrupted build — run build-shards again",
+                )
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        let m: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| Error::format(&path, format!("invalid manifest ({e}); rebuild the dataset")))?;
+        if m.format != FORMAT_NAME {
+            return Err(Error::format(&path, format!("format is {:?}, not {FORMAT_NAME:?}", m.format)));
+        }
+        if m.format_version != FORMAT_VERSION {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "dataset format version {}; this alexpipe reads version {FORMAT_VERSION} — rebuild the dataset",
+                    m.format_version
+                ),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Writes `dir/manifest.json` atomically (temporary file, fsync, rename, fsync of the directory).
+    pub fn write_atomic(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::format(dir, e.to_string()))?;
+        write_file_atomic(&dir.join(MANIFEST_FILE), &json)
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename, then syncs the directory.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).at(&tmp)?;
+    f.write_all(bytes).at(&tmp)?;
+    f.sync_all().at(&tmp)?;
+    fs::rename(&tmp, path).at(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsyncs a directory so that renames and creations in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Size and CRC-32C of a file.
+pub fn file_info(dir: &Path, name: &str) -> Result<FileInfo> {
+    let path = dir.join(name);
+    let bytes = fs::read(&path).at(&path)?;
+    Ok(FileInfo {
+        file: name.into(),
+        bytes: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+    })
+}
+
+/// Encodes a float32 array as a NumPy `.npy` (version 1.0, little-endian, C order).
+pub fn encode_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_str = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
+    // magic(6) + version(2) + len(2) + header + '\n' must be a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a `.npy` written by [`encode_npy_f32`] (float32, C order), checking the shape.
+pub fn decode_npy_f32(bytes: &[u8], shape: &[usize], path: &Path) -> Result<Vec<f32>> {
+    let bad = |why: &str| Error::format(path, format!("{why}; expected a float32 .npy of shape {shape:?} — run build-shards --stats-only"));
+    if bytes.len() < 10 || &bytes[..8] != b"\x93NUMPY\x01\x00" {
+        return Err(bad("not a version 1.0 .npy file"));
+    }
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = bytes.get(10..10 + hlen).ok_or_else(|| bad("truncated header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
+    let expected = encode_npy_f32(shape, &[]);
+    if header.as_bytes() != &expected[10..] {
+        return Err(bad(&format!("header {:?} does not match", header.trim())));
+    }
+    let data = &bytes[10 + hlen..];
+    let n: usize = shape.iter().product();
+    if data.len() != n * 4 {
+        return Err(bad(&format!("{} data bytes instead of {}", data.len(), n * 4)));
+    }
+    Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trip_and_alignment() -> Result<()> {
+        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5).collect();
+        let bytes = encode_npy_f32(&[2, 4, 3], &data);
+        let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + hlen) % 64, 0);
+        assert_eq!(decode_npy_f32(&bytes, &[2, 4, 3], Path::new("m.npy"))?, data);
+        assert!(decode_npy_f32(&bytes, &[4, 2, 3], Path::new("m.npy")).is_err());
+        assert!(decode_npy_f32(&bytes[..bytes.len() - 1], &[2, 4, 3], Path::new("m.npy")).is_err());
+        Ok(())
+    }
+}

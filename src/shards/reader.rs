@@ -1,0 +1,252 @@
+//! Opening a dataset: the manifest is validated, every shard is memory-mapped and its header and
+//! record table checked against the manifest (sizes, counts, bounds, table checksum), so that a
+//! record access can never read outside a shard. Record checksums are verified lazily, each time a
+//! record is read through [`Dataset::record`]; [`Dataset::verify`] checks every byte of every file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::format::{Entry, Mode, ShardHeader, ENTRY_LEN, HEADER_LEN};
+use super::manifest::{decode_npy_f32, Manifest};
+use crate::error::{Error, IoContext, Result};
+use crate::prep::{decode_rgb, DecodeOptions, ResizeCrop};
+use crate::stats::Stats;
+
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    entries: Vec<Entry>,
+}
+
+/// A record as stored: its bytes borrowed from the shard's memory map.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// Class index.
+    pub label: u32,
+    /// Raw pixels (raw mode), JPEG bytes (jpeg mode) or the source file (original mode).
+    pub bytes: &'a [u8],
+}
+
+/// An opened alexpipe dataset directory.
+pub struct Dataset {
+    dir: PathBuf,
+    manifest: Manifest,
+    shards: Vec<Shard>,
+    /// `shard_starts[k]` is the index of shard k's first record.
+    shard_starts: Vec<u64>,
+    stats: Stats,
+}
+
+impl Dataset {
+    /// Opens and validates the dataset at `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Dataset> {
+        let dir = dir.as_ref().to_path_buf();
+        let manifest = Manifest::read(&dir)?;
+        let mut shards = Vec::with_capacity(manifest.shards.len());
+        let mut shard_starts = Vec::with_capacity(manifest.shards.len());
+        let mut next = 0u64;
+        for info in &manifest.shards {
+            let path = dir.join(&info.file);
+            if info.first_record != next {
+                return Err(Error::format(&path, "manifest shard ranges are not contiguous; rebuild the dataset"));
+            }
+            let shard = open_shard(&path, &manifest, info.first_record, info.num_records, info.bytes)?;
+            shard_starts.push(next);
+            next += info.num_records;
+            shards.push(shard);
+        }
+        if next != manifest.num_records {
+            return Err(Error::format(
+                dir.join("manifest.json"),
+                format!("shards hold {next} records, manifest says {}; rebuild the dataset", manifest.num_records),
+            ));
+        }
+        let s = manifest.size as usize;
+        let mean_path = dir.join(&manifest.stats.mean_image);
+        let mean_bytes = fs::read(&mean_path).at(&mean_path)?;
+        let mean_image = decode_npy_f32(&mean_bytes, &[s, s, 3], &mean_path)?;
+        let stats = manifest.stats.to_stats(manifest.size, mean_image);
+        Ok(Dataset {
+            dir,
+            manifest,
+            shards,
+            shard_starts,
+            stats,
+        })
+    }
+
+    /// The dataset directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The parsed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.manifest.num_records as usize
+    }
+
+    /// True when the dataset has no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Record layout.
+    pub fn mode(&self) -> Mode {
+        self.manifest.mode
+    }
+
+    /// Image side length.
+    pub fn size(&self) -> u32 {
+        self.manifest.size
+    }
+
+    /// Class names.
+    pub fn classes(&self) -> &[String] {
+        &self.manifest.classes
+    }
+
+    /// Training-set statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn locate(&self, index: usize) -> Result<(&Shard, &Entry)> {
+        if index >= self.len() {
+            return Err(Error::Usage(format!(
+                "record {index} is out of range: {} has {} records",
+                self.dir.display(),
+                self.len()
+            )));
+        }
+        let k = self.shard_starts.partition_point(|&s| s <= index as u64) - 1;
+        let shard = &self.shards[k];
+        Ok((shard, &shard.entries[index - self.shard_starts[k] as usize]))
+    }
+
+    /// Label of record `index` (no checksum needed: the table is checked at open).
+    pub fn label(&self, index: usize) -> Result<u32> {
+        Ok(self.locate(index)?.1.label)
+    }
+
+    /// Record `index`, its CRC-32C checked.
+    pub fn record(&self, index: usize) -> Result<RecordRef<'_>> {
+        let (shard, e) = self.locate(index)?;
+        let bytes = &shard.map[e.offset as usize..(e.offset + e.len) as usize];
+        if crc32c::crc32c(bytes) != e.crc {
+            return Err(Error::format(
+                &shard.path,
+                format!("record {index} (global) fails its checksum: the shard is corrupt — rebuild the dataset"),
+            ));
+        }
+        Ok(RecordRef { label: e.label, bytes })
+    }
+
+    /// Writes record `index`'s `size`×`size`×3 pixels into `out`, decoding as the mode requires
+    /// (original mode applies §2's decode, short-side resize and centre crop, exactly as the build did).
+    pub fn read_pixels(&self, index: usize, resize: &mut ResizeCrop, out: &mut [u8]) -> Result<u32> {
+        let rec = self.record(index)?;
+        let shard_path = &self.locate(index)?.0.path;
+        let s = self.size();
+        match self.mode() {
+            Mode::Raw => out.copy_from_slice(rec.bytes),
+            Mode::Jpeg | Mode::Original => {
+                let opts = DecodeOptions {
+                    max_pixels: self.manifest.build.max_pixels,
+                    draft_for: (self.manifest.build.draft && self.mode() == Mode::Original).then_some(s),
+                };
+                let img = decode_rgb(rec.bytes, &opts)
+                    .map_err(|r| Error::format(shard_path, format!("record {index}: {r}")))?;
+                if self.mode() == Mode::Jpeg && (img.width, img.height) != (s, s) {
+                    return Err(Error::format(
+                        shard_path,
+                        format!("record {index}: JPEG is {}x{}, expected {s}x{s}", img.width, img.height),
+                    ));
+                }
+                resize.resize_center_crop(&img, s, out);
+            }
+        }
+        Ok(rec.label)
+    }
+
+    /// Checks every byte: each shard's whole-file CRC-32C against the manifest, every record's CRC,
+    /// and the other files' checksums. Returns the number of records checked.
+    pub fn verify(&self) -> Result<u64> {
+        for (shard, info) in self.shards.iter().zip(&self.manifest.shards) {
+            if crc32c::crc32c(&shard.map) != info.crc32c {
+                return Err(Error::format(&shard.path, "file checksum does not match the manifest: the shard is corrupt — rebuild the dataset"));
+            }
+        }
+        for f in &self.manifest.files {
+            let p = self.dir.join(&f.file);
+            let bytes = fs::read(&p).at(&p)?;
+            if bytes.len() as u64 != f.bytes || crc32c::crc32c(&bytes) != f.crc32c {
+                return Err(Error::format(&p, "checksum does not match the manifest — rebuild the dataset (or --stats-only for mean_image.npy)"));
+            }
+        }
+        for i in 0..self.len() {
+            self.record(i)?;
+        }
+        Ok(self.len() as u64)
+    }
+}
+
+fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> Result<Shard> {
+    let file = fs::File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    if len != bytes {
+        return Err(Error::format(
+            path,
+            format!("{len} bytes, the manifest says {bytes}: truncated or replaced — rebuild the dataset"),
+        ));
+    }
+    // SAFETY: the map is read-only. A file truncated by another process while mapped would fault on
+    // access (SIGBUS); datasets are immutable once built, and sizes were checked just above.
+    let map = unsafe { Mmap::map(&file) }.at(path)?;
+    let header = ShardHeader::decode(&map, path)?;
+    let bad = |msg: String| Error::format(path, format!("{msg}; rebuild the dataset"));
+    if header.mode != m.mode || header.size != m.size || header.count != count || header.file_len != len {
+        return Err(bad(format!(
+            "header (mode {}, size {}, {} records, {} bytes) disagrees with the manifest (mode {}, size {}, {count} records, {len} bytes)",
+            header.mode.name(),
+            header.size,
+            header.count,
+            header.file_len,
+            m.mode.name(),
+            m.size
+        )));
+    }
+    let table_end = HEADER_LEN as u64 + count * ENTRY_LEN as u64;
+    if table_end > header.data_offset || header.data_offset > len {
+        return Err(bad("record table overlaps the data region".into()));
+    }
+    let table = &map[HEADER_LEN..table_end as usize];
+    if crc32c::crc32c(table) != header.table_crc {
+        return Err(bad("record table checksum mismatch".into()));
+    }
+    let raw_len = m.size as u64 * m.size as u64 * 3;
+    let mut entries = Vec::with_capacity(count as usize);
+    for (i, chunk) in table.chunks_exact(ENTRY_LEN).enumerate() {
+        let e = Entry::decode(chunk);
+        let in_bounds = e.offset >= header.data_offset && e.offset.checked_add(e.len).is_some_and(|end| end <= len);
+        if !in_bounds || e.global_index != first + i as u64 || (m.mode == Mode::Raw && e.len != raw_len) {
+            return Err(bad(format!("record table entry {i} is inconsistent")));
+        }
+        if e.label as usize >= m.classes.len() {
+            return Err(bad(format!("record {} has label {} but there are {} classes", e.global_index, e.label, m.classes.len())));
+        }
+        entries.push(e);
+    }
+    Ok(Shard {
+        path: path.to_path_buf(),
+        map,
+        entries,
+    })
+}
+
