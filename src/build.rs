@@ -163,6 +163,11 @@ fn prepare(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, Rej
     if src.label.is_none() {
         return Err(RejectReason::NoClass);
     }
+    let meta = fs::metadata(&src.path).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        // A FIFO or device would block or never end: never read one.
+        return Err(RejectReason::Unreadable("not a regular file".into()));
+    }
     let bytes = fs::read(&src.path).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
     let opts = DecodeOptions {
         max_pixels: cfg.max_pixels,

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine with the Rust toolchain and Python 3:
+#  - cmake and nasm, to build the bundled libjpeg-turbo (turbojpeg-sys) with its SIMD code;
+#  - .venv with the Python packages of requirements-dev.txt (test oracles, real photos).
+# Safe to run any number of times; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  echo "setup: installing Debian packages: $*" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v nasm >/dev/null 2>&1 || need+=(nasm)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v make >/dev/null 2>&1 || need+=(make)
+if ((${#need[@]})); then apt_install "${need[@]}"; fi
+
+if [ ! -x .venv/bin/python ]; then
+  rm -rf .venv
+  if ! python3 -m venv .venv 2>/dev/null; then
+    # Debian's python3 ships without ensurepip: python3-venv (or python3.X-venv) provides it.
+    rm -rf .venv
+    ver=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    apt_install python3-venv "python${ver}-venv" || apt_install python3-venv
+    python3 -m venv .venv
+  fi
+fi
+stamp=.venv/.alexpipe-requirements
+if ! cmp -s requirements-dev.txt "$stamp"; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+  cp requirements-dev.txt "$stamp"
+fi

@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+
+BIN = Path(os.environ.get("ALEXPIPE_BUILD_SHARDS", ROOT / "target" / "release" / "build-shards"))
+
+
+def run_build(*args, check=True, timeout=600):
+    """Runs build-shards; returns the CompletedProcess. Fails loudly on a panic."""
+    proc = subprocess.run([str(BIN), "--quiet", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    assert "panicked" not in proc.stderr, proc.stderr
+    if check:
+        assert proc.returncode == 0, f"build-shards {args} failed:\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def real_photos():
+    """Real photographs shipped inside the scikit-image and scikit-learn wheels."""
+    import skimage
+    import sklearn
+
+    sk = Path(skimage.__file__).parent / "data"
+    sl = Path(sklearn.__file__).parent / "datasets" / "images"
+    photos = [sk / n for n in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "retina.jpg")]
+    photos += [sl / "china.jpg", sl / "flower.jpg"]
+    for p in photos:
+        assert p.exists(), p
+    return photos
+
+
+def pil_reference(path, size=256, draft=False):
+    """torchvision Resize(size) + CenterCrop(size) on a PIL image: the oracle for our pixels."""
+    im = Image.open(path)
+    if draft and im.format == "JPEG":
+        im.draft("RGB", (2 * size, 2 * size))
+    im = im.convert("RGB")
+    w, h = im.size
+    if w <= h:
+        nw, nh = size, int(size * h / w)
+    else:
+        nw, nh = int(size * w / h), size
+    im = im.resize((nw, nh), Image.BILINEAR)
+    left = int(round((nw - size) / 2.0))
+    top = int(round((nh - size) / 2.0))
+    return np.asarray(im.crop((left, top, left + size, top + size)))
