@@ -322,7 +322,7 @@ pub fn build_inputs(
 /// Recomputes the statistics of an existing dataset from its records (decoding them in jpeg and
 /// original modes) and rewrites `mean_image.npy` and the manifest. Returns the new statistics.
 pub fn recompute_stats(dir: &Path, threads: Option<usize>, progress: &(dyn Fn(u64) + Sync)) -> Result<Stats> {
-    let dataset = Dataset::open(dir)?;
+    let dataset = Dataset::open_without_stats(dir)?;
     let pool = thread_pool(threads)?;
     let size = dataset.size();
     let n = size as usize * size as usize * 3;

@@ -36,13 +36,23 @@ pub struct Dataset {
     shards: Vec<Shard>,
     /// `shard_starts[k]` is the index of shard k's first record.
     shard_starts: Vec<u64>,
-    stats: Stats,
+    /// `None` only when opened with [`Dataset::open_without_stats`].
+    stats: Option<Stats>,
 }
 
 impl Dataset {
-    /// Opens and validates the dataset at `dir`.
+    /// Opens and validates the dataset at `dir`, statistics included.
     pub fn open(dir: impl AsRef<Path>) -> Result<Dataset> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_inner(dir.as_ref(), true)
+    }
+
+    /// Opens the records only, for recomputing statistics that are missing or damaged.
+    pub fn open_without_stats(dir: impl AsRef<Path>) -> Result<Dataset> {
+        Self::open_inner(dir.as_ref(), false)
+    }
+
+    fn open_inner(dir: &Path, load_stats: bool) -> Result<Dataset> {
+        let dir = dir.to_path_buf();
         let manifest = Manifest::read(&dir)?;
         let mut shards = Vec::with_capacity(manifest.shards.len());
         let mut shard_starts = Vec::with_capacity(manifest.shards.len());
@@ -63,11 +73,15 @@ impl Dataset {
                 format!("shards hold {next} records, manifest says {}; rebuild the dataset", manifest.num_records),
             ));
         }
-        let s = manifest.size as usize;
-        let mean_path = dir.join(&manifest.stats.mean_image);
-        let mean_bytes = fs::read(&mean_path).at(&mean_path)?;
-        let mean_image = decode_npy_f32(&mean_bytes, &[s, s, 3], &mean_path)?;
-        let stats = manifest.stats.to_stats(manifest.size, mean_image);
+        let stats = if load_stats {
+            let s = manifest.size as usize;
+            let mean_path = dir.join(&manifest.stats.mean_image);
+            let mean_bytes = fs::read(&mean_path).at(&mean_path)?;
+            let mean_image = decode_npy_f32(&mean_bytes, &[s, s, 3], &mean_path)?;
+            Some(manifest.stats.to_stats(manifest.size, mean_image))
+        } else {
+            None
+        };
         Ok(Dataset {
             dir,
             manifest,
@@ -112,9 +126,9 @@ impl Dataset {
         &self.manifest.classes
     }
 
-    /// Training-set statistics.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Training-set statistics (`None` only after [`Dataset::open_without_stats`]).
+    pub fn stats(&self) -> Option<&Stats> {
+        self.stats.as_ref()
     }
 
     fn locate(&self, index: usize) -> Result<(&Shard, &Entry)> {
