@@ -12,8 +12,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::prep::{decode_rgb, discover_folder, discover_list, DecodeOptions, Inputs, RejectReason, ResizeCrop, Source};
-use crate::shards::{write_file_atomic, BuildInfo, Dataset, DatasetWriter, Manifest, Mode, StatsInfo, MEAN_IMAGE_FILE};
+use crate::prep::{
+    decode_rgb, discover_folder, discover_list, DecodeOptions, Inputs, RejectReason, ResizeCrop,
+    Source,
+};
+use crate::shards::{
+    write_file_atomic, BuildInfo, Dataset, DatasetWriter, Manifest, Mode, StatsInfo,
+    MEAN_IMAGE_FILE,
+};
 use crate::stats::{Stats, StatsAccumulator};
 
 /// What to build.
@@ -66,10 +72,16 @@ impl BuildConfig {
 
     fn validate(&self) -> Result<()> {
         if self.size == 0 || self.size > 8192 {
-            return Err(Error::Usage(format!("--size {} is out of range; use 1..=8192 (the paper uses 256)", self.size)));
+            return Err(Error::Usage(format!(
+                "--size {} is out of range; use 1..=8192 (the paper uses 256)",
+                self.size
+            )));
         }
         if !(1..=100).contains(&self.quality) {
-            return Err(Error::Usage(format!("--quality {} is out of range; use 1..=100", self.quality)));
+            return Err(Error::Usage(format!(
+                "--quality {} is out of range; use 1..=100",
+                self.quality
+            )));
         }
         if self.shard_size == 0 {
             return Err(Error::Usage("--shard-size must be at least 1".into()));
@@ -119,35 +131,54 @@ thread_local! {
 pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
     let meta = fs::metadata(&cfg.input).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Usage(format!("{}: input does not exist; give an image folder or a list file", cfg.input.display()))
+            Error::Usage(format!(
+                "{}: input does not exist; give an image folder or a list file",
+                cfg.input.display()
+            ))
         } else {
             Error::io(&cfg.input, e)
         }
     })?;
     if meta.is_dir() {
         if cfg.root.is_some() || cfg.class_names.is_some() {
-            return Err(Error::Usage("--root and --class-names apply to list files; INPUT is a folder".into()));
+            return Err(Error::Usage(
+                "--root and --class-names apply to list files; INPUT is a folder".into(),
+            ));
         }
         Ok((discover_folder(&cfg.input)?, "folder"))
     } else {
-        let root = cfg
-            .root
-            .clone()
-            .unwrap_or_else(|| cfg.input.parent().map(Path::to_path_buf).unwrap_or_default());
-        Ok((discover_list(&cfg.input, &root, cfg.class_names.as_deref())?, "list"))
+        let root = cfg.root.clone().unwrap_or_else(|| {
+            cfg.input
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        });
+        Ok((
+            discover_list(&cfg.input, &root, cfg.class_names.as_deref())?,
+            "list",
+        ))
     }
 }
 
-fn encode_jpeg(pixels: &[u8], size: u32, quality: u8) -> std::result::Result<Vec<u8>, RejectReason> {
+fn encode_jpeg(
+    pixels: &[u8],
+    size: u32,
+    quality: u8,
+) -> std::result::Result<Vec<u8>, RejectReason> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            let mut c = turbojpeg::Compressor::new().map_err(|e| RejectReason::Unsupported(e.to_string()))?;
-            c.set_quality(quality as i32).map_err(|e| RejectReason::Unsupported(e.to_string()))?;
-            c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(|e| RejectReason::Unsupported(e.to_string()))?;
+            let mut c = turbojpeg::Compressor::new()
+                .map_err(|e| RejectReason::Unsupported(e.to_string()))?;
+            c.set_quality(quality as i32)
+                .map_err(|e| RejectReason::Unsupported(e.to_string()))?;
+            c.set_subsamp(turbojpeg::Subsamp::Sub2x2)
+                .map_err(|e| RejectReason::Unsupported(e.to_string()))?;
             *slot = Some(c);
         }
-        let c = slot.as_mut().ok_or_else(|| RejectReason::Unsupported("no JPEG compressor".into()))?;
+        let c = slot
+            .as_mut()
+            .ok_or_else(|| RejectReason::Unsupported("no JPEG compressor".into()))?;
         let image = turbojpeg::Image {
             pixels,
             width: size as usize,
@@ -155,7 +186,8 @@ fn encode_jpeg(pixels: &[u8], size: u32, quality: u8) -> std::result::Result<Vec
             height: size as usize,
             format: turbojpeg::PixelFormat::RGB,
         };
-        c.compress_to_vec(image).map_err(|e| RejectReason::Unsupported(format!("JPEG encode: {e}")))
+        c.compress_to_vec(image)
+            .map_err(|e| RejectReason::Unsupported(format!("JPEG encode: {e}")))
     })
 }
 
@@ -175,7 +207,10 @@ fn prepare(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, Rej
     };
     let img = decode_rgb(&bytes, &opts)?;
     let mut pixels = vec![0u8; cfg.size as usize * cfg.size as usize * 3];
-    RESIZE.with(|r| r.borrow_mut().resize_center_crop(&img, cfg.size, &mut pixels));
+    RESIZE.with(|r| {
+        r.borrow_mut()
+            .resize_center_crop(&img, cfg.size, &mut pixels)
+    });
     let payload = match cfg.mode {
         Mode::Raw => None,
         Mode::Jpeg => Some(encode_jpeg(&pixels, cfg.size, cfg.quality)?),
@@ -189,7 +224,10 @@ fn prepare(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, Rej
     Ok(Prepared { pixels, payload })
 }
 
-fn prepare_contained(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, RejectReason> {
+fn prepare_contained(
+    src: &Source,
+    cfg: &BuildConfig,
+) -> std::result::Result<Prepared, RejectReason> {
     catch_unwind(AssertUnwindSafe(|| prepare(src, cfg))).unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
@@ -215,7 +253,8 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     if let Some(n) = threads {
         b = b.num_threads(n);
     }
-    b.build().map_err(|e| Error::Usage(format!("cannot start worker threads: {e}")))
+    b.build()
+        .map_err(|e| Error::Usage(format!("cannot start worker threads: {e}")))
 }
 
 /// Builds the dataset described by `cfg`. `progress` is called once per input processed, from the
@@ -238,10 +277,17 @@ pub fn build_inputs(
     cfg.validate()?;
     let pool = thread_pool(cfg.threads)?;
     let threads = pool.current_num_threads();
-    let mut writer = DatasetWriter::create(&cfg.out, cfg.mode, cfg.size, cfg.shard_size, inputs.classes.clone())?;
+    let mut writer = DatasetWriter::create(
+        &cfg.out,
+        cfg.mode,
+        cfg.size,
+        cfg.shard_size,
+        inputs.classes.clone(),
+    )?;
     let chunk = (threads * 16).max(64);
     let mut rejects = Vec::new();
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<std::result::Result<Prepared, RejectReason>>>(2);
+    let (tx, rx) =
+        crossbeam_channel::bounded::<Vec<std::result::Result<Prepared, RejectReason>>>(2);
     let sources = &inputs.sources;
     std::thread::scope(|scope| -> Result<()> {
         let consumer = scope.spawn(|| -> Result<()> {
@@ -253,7 +299,11 @@ pub fn build_inputs(
                     match result {
                         Ok(p) => {
                             let label = src.label.unwrap_or_default();
-                            writer.push(label, &src.rel, p.payload.as_deref().unwrap_or(&p.pixels))?;
+                            writer.push(
+                                label,
+                                &src.rel,
+                                p.payload.as_deref().unwrap_or(&p.pixels),
+                            )?;
                         }
                         Err(reason) if cfg.strict => {
                             return Err(Error::Rejected {
@@ -285,11 +335,17 @@ pub fn build_inputs(
             }
         }
         drop(tx);
-        consumer.join().unwrap_or_else(|_| Err(Error::Usage("the shard writer thread panicked".into())))
+        consumer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Usage("the shard writer thread panicked".into())))
     })?;
     let acc = drain_stats(&pool, cfg.size);
     let Some(stats) = acc.finish() else {
-        let examples: Vec<String> = rejects.iter().take(5).map(|(p, r)| format!("  {}: {r}", p.display())).collect();
+        let examples: Vec<String> = rejects
+            .iter()
+            .take(5)
+            .map(|(p, r)| format!("  {}: {r}", p.display()))
+            .collect();
         return Err(Error::Usage(format!(
             "none of the {} inputs in {} could be used:\n{}",
             sources.len(),
@@ -305,8 +361,13 @@ pub fn build_inputs(
         draft: cfg.draft,
         shard_size: cfg.shard_size,
         max_pixels: cfg.max_pixels,
-        resize: "short side to size, antialiased bilinear (Pillow BILINEAR), centre crop (torchvision)".into(),
-        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        resize:
+            "short side to size, antialiased bilinear (Pillow BILINEAR), centre crop (torchvision)"
+                .into(),
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     };
     let manifest = writer.commit(&stats, build)?;
     Ok(BuildSummary {
@@ -321,7 +382,11 @@ pub fn build_inputs(
 
 /// Recomputes the statistics of an existing dataset from its records (decoding them in jpeg and
 /// original modes) and rewrites `mean_image.npy` and the manifest. Returns the new statistics.
-pub fn recompute_stats(dir: &Path, threads: Option<usize>, progress: &(dyn Fn(u64) + Sync)) -> Result<Stats> {
+pub fn recompute_stats(
+    dir: &Path,
+    threads: Option<usize>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Stats> {
     let dataset = Dataset::open_without_stats(dir)?;
     let pool = thread_pool(threads)?;
     let size = dataset.size();
@@ -353,7 +418,10 @@ pub fn recompute_stats(dir: &Path, threads: Option<usize>, progress: &(dyn Fn(u6
     let mut manifest = dataset.manifest().clone();
     drop(dataset);
     let s = size as usize;
-    write_file_atomic(&dir.join(MEAN_IMAGE_FILE), &crate::shards::encode_npy_f32(&[s, s, 3], &stats.mean_image))?;
+    write_file_atomic(
+        &dir.join(MEAN_IMAGE_FILE),
+        &crate::shards::encode_npy_f32(&[s, s, 3], &stats.mean_image),
+    )?;
     let info = crate::shards::file_info(dir, MEAN_IMAGE_FILE)?;
     manifest.files.retain(|f| f.file != MEAN_IMAGE_FILE);
     manifest.files.push(info);

@@ -26,7 +26,9 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// `--strict` build: an input image could not be used.
-    #[error("{path}: {reason} (run without --strict to skip such files and list them in rejects.tsv)")]
+    #[error(
+        "{path}: {reason} (run without --strict to skip such files and list them in rejects.tsv)"
+    )]
     Rejected {
         /// The input file.
         path: PathBuf,

@@ -45,7 +45,11 @@ impl StatsAccumulator {
 
     /// Adds one image (`size * size * 3` bytes, HWC RGB).
     pub fn add_image(&mut self, pixels: &[u8]) {
-        assert_eq!(pixels.len(), self.pixel_sum.len(), "image size does not match the accumulator");
+        assert_eq!(
+            pixels.len(),
+            self.pixel_sum.len(),
+            "image size does not match the accumulator"
+        );
         for (sum, &v) in self.pixel_sum.iter_mut().zip(pixels) {
             *sum += v as u64;
         }
@@ -66,11 +70,11 @@ impl StatsAccumulator {
                 c[4] += g * b;
                 c[5] += b * b;
             }
-            for k in 0..3 {
-                self.channel_sum[k] += s[k];
+            for (total, part) in self.channel_sum.iter_mut().zip(s) {
+                *total += part;
             }
-            for k in 0..6 {
-                self.cross_sum[k] += c[k] as u128;
+            for (total, part) in self.cross_sum.iter_mut().zip(c) {
+                *total += part as u128;
             }
         }
         self.images += 1;
@@ -78,15 +82,18 @@ impl StatsAccumulator {
 
     /// Adds another accumulator's sums (for parallel reduction; exact, so order does not matter).
     pub fn merge(&mut self, other: &StatsAccumulator) {
-        assert_eq!(self.size, other.size, "cannot merge statistics of different image sizes");
+        assert_eq!(
+            self.size, other.size,
+            "cannot merge statistics of different image sizes"
+        );
         for (a, b) in self.pixel_sum.iter_mut().zip(&other.pixel_sum) {
             *a += b;
         }
-        for k in 0..3 {
-            self.channel_sum[k] += other.channel_sum[k];
+        for (a, b) in self.channel_sum.iter_mut().zip(other.channel_sum) {
+            *a += b;
         }
-        for k in 0..6 {
-            self.cross_sum[k] += other.cross_sum[k];
+        for (a, b) in self.cross_sum.iter_mut().zip(other.cross_sum) {
+            *a += b;
         }
         self.images += other.images;
     }
@@ -97,7 +104,11 @@ impl StatsAccumulator {
             return None;
         }
         let n_img = self.images as f64;
-        let mean_image = self.pixel_sum.iter().map(|&s| (s as f64 / n_img) as f32).collect();
+        let mean_image = self
+            .pixel_sum
+            .iter()
+            .map(|&s| (s as f64 / n_img) as f32)
+            .collect();
         let n = self.images as u128 * self.size as u128 * self.size as u128;
         let channel_mean = self.channel_sum.map(|s| s as f64 / n as f64);
         // cov = (N Σxy − Σx Σy) / N², with the numerator exact in integers.
@@ -138,7 +149,9 @@ pub fn eigen_descending(m: &[[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
         vals[col] = eig.eigenvalues[k];
         let v = eig.eigenvectors.column(k);
         let norm = v.norm();
-        let big = (0..3).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap_or(0);
+        let big = (0..3)
+            .max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs()))
+            .unwrap_or(0);
         let sign = if v[big] < 0.0 { -1.0 } else { 1.0 };
         for row in 0..3 {
             vecs[row][col] = sign * v[row] / norm;
@@ -188,21 +201,24 @@ mod tests {
     fn reference(images: &[Vec<u8>], size: u32) -> ([f64; 3], [[f64; 3]; 3]) {
         let px: Vec<[f64; 3]> = images
             .iter()
-            .flat_map(|im| im.chunks_exact(3).map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]))
+            .flat_map(|im| {
+                im.chunks_exact(3)
+                    .map(|p| [p[0] as f64, p[1] as f64, p[2] as f64])
+            })
             .collect();
         let n = px.len() as f64;
         assert_eq!(px.len() as u32, images.len() as u32 * size * size);
         let mut mean = [0.0; 3];
         for p in &px {
-            for k in 0..3 {
-                mean[k] += p[k] / n;
+            for (m, v) in mean.iter_mut().zip(p) {
+                *m += v / n;
             }
         }
         let mut cov = [[0.0; 3]; 3];
         for p in &px {
-            for i in 0..3 {
-                for j in 0..3 {
-                    cov[i][j] += (p[i] - mean[i]) * (p[j] - mean[j]) / n;
+            for (i, row) in cov.iter_mut().enumerate() {
+                for (j, c) in row.iter_mut().enumerate() {
+                    *c += (p[i] - mean[i]) * (p[j] - mean[j]) / n;
                 }
             }
         }
@@ -223,10 +239,10 @@ mod tests {
         assert_eq!(b, all, "split + merge must equal one pass exactly");
         let stats = all.finish().expect("images were added");
         let (mean, cov) = reference(&images, size);
-        for i in 0..3 {
+        for (i, (ours, theirs)) in stats.covariance.iter().zip(&cov).enumerate() {
             assert!((stats.channel_mean[i] - mean[i]).abs() < 1e-9);
-            for j in 0..3 {
-                assert!((stats.covariance[i][j] - cov[i][j]).abs() < 1e-7, "{i}{j}");
+            for (a, b) in ours.iter().zip(theirs) {
+                assert!((a - b).abs() < 1e-7, "row {i}: {a} vs {b}");
             }
         }
         // Mean image at position 5, channel 1.
@@ -247,7 +263,10 @@ mod tests {
             // Unit columns, largest component positive.
             let col = [vecs[0][i], vecs[1][i], vecs[2][i]];
             assert!((col.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-12);
-            let big = col.iter().cloned().fold(0.0f64, |a, x| if x.abs() > a.abs() { x } else { a });
+            let big = col
+                .iter()
+                .cloned()
+                .fold(0.0f64, |a, x| if x.abs() > a.abs() { x } else { a });
             assert!(big > 0.0);
         }
     }

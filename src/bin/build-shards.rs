@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use alexpipe::build::{discover, build_inputs};
+use alexpipe::build::{build_inputs, discover};
 use alexpipe::shards::{Manifest, REJECTS_FILE};
 use alexpipe::{recompute_stats, BuildConfig, BuildSummary, Mode, Stats};
 use anyhow::Context;
@@ -90,12 +90,22 @@ fn fmt3(v: [f64; 3]) -> String {
 }
 
 fn print_stats(stats: &Stats) {
-    println!("statistics over {} images ({}x{}, u8 levels 0..255):", stats.images, stats.size, stats.size);
+    println!(
+        "statistics over {} images ({}x{}, u8 levels 0..255):",
+        stats.images, stats.size, stats.size
+    );
     println!("  channel mean (RGB): {}", fmt3(stats.channel_mean));
     println!("  channel std  (RGB): {}", fmt3(stats.channel_std));
-    println!("  covariance eigvals (levels^2, descending): {}", fmt3(stats.eigvals));
+    println!(
+        "  covariance eigvals (levels^2, descending): {}",
+        fmt3(stats.eigvals)
+    );
     for row in 0..3 {
-        let label = if row == 0 { "  eigvecs (columns):" } else { "                    " };
+        let label = if row == 0 {
+            "  eigvecs (columns):"
+        } else {
+            "                    "
+        };
         println!("{label} {}", fmt3(stats.eigvecs[row]));
     }
 }
@@ -115,7 +125,12 @@ fn print_summary(s: &BuildSummary) {
         println!("  {count:>8}  {class}");
     }
     if m.rejected > 0 {
-        println!("rejected {} of {} inputs (listed in {}):", m.rejected, s.inputs, s.out.join(REJECTS_FILE).display());
+        println!(
+            "rejected {} of {} inputs (listed in {}):",
+            m.rejected,
+            s.inputs,
+            s.out.join(REJECTS_FILE).display()
+        );
         for (path, reason) in s.rejects.iter().take(10) {
             println!("  {}: {reason}", path.display());
         }
@@ -167,10 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let out = cli
-        .out
-        .clone()
-        .context("missing OUT: usage `build-shards INPUT OUT` (or `build-shards --stats-only DATASET`)")?;
+    let out = cli.out.clone().context(
+        "missing OUT: usage `build-shards INPUT OUT` (or `build-shards --stats-only DATASET`)",
+    )?;
     let start = Instant::now();
     let cfg = BuildConfig {
         input: cli.input.clone(),

@@ -167,7 +167,9 @@ impl TjDecompressor {
         // SAFETY: tj3Init has no preconditions; a null return is handled.
         let handle = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as CInt) };
         if handle.is_null() {
-            return Err(RejectReason::Unsupported("cannot initialise libjpeg-turbo".into()));
+            return Err(RejectReason::Unsupported(
+                "cannot initialise libjpeg-turbo".into(),
+            ));
         }
         Ok(TjDecompressor(handle))
     }
@@ -214,12 +216,18 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectRea
         if slot.is_none() {
             *slot = Some(TjDecompressor::new()?);
         }
-        let tj = slot.as_ref().ok_or_else(|| RejectReason::Unsupported("no decompressor".into()))?;
+        let tj = slot
+            .as_ref()
+            .ok_or_else(|| RejectReason::Unsupported("no decompressor".into()))?;
         decode_jpeg_with(tj, bytes, opts)
     })
 }
 
-fn decode_jpeg_with(tj: &TjDecompressor, bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectReason> {
+fn decode_jpeg_with(
+    tj: &TjDecompressor,
+    bytes: &[u8],
+    opts: &DecodeOptions,
+) -> Result<RgbImage, RejectReason> {
     // SAFETY: valid handle; the slice outlives the call.
     let rc = unsafe { raw::tj3DecompressHeader(tj.0, bytes.as_ptr(), bytes.len() as raw::size_t) };
     if rc != 0 {
@@ -228,26 +236,42 @@ fn decode_jpeg_with(tj: &TjDecompressor, bytes: &[u8], opts: &DecodeOptions) -> 
     }
     let width = tj.get(raw::TJPARAM_TJPARAM_JPEGWIDTH).max(0) as u32;
     let height = tj.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT).max(0) as u32;
+    if width == 0 || height == 0 {
+        // TurboJPEG accepts a tables-only (abbreviated) stream as a header with no frame.
+        return Err(RejectReason::Corrupt(
+            "JPEG has no image frame (truncated after the header?)".into(),
+        ));
+    }
     check_dims(width as u64, height as u64, opts)?;
     let colorspace = tj.get(raw::TJPARAM_TJPARAM_COLORSPACE);
-    let cmyk = colorspace == raw::TJCS_TJCS_CMYK as CInt || colorspace == raw::TJCS_TJCS_YCCK as CInt;
+    let cmyk =
+        colorspace == raw::TJCS_TJCS_CMYK as CInt || colorspace == raw::TJCS_TJCS_YCCK as CInt;
     let lossless = tj.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1;
 
     let denom = match opts.draft_for {
         Some(size) if !lossless => draft_denominator(width, height, size),
         _ => 1,
     };
-    let factor = raw::tjscalingfactor { num: 1, denom: denom as CInt };
+    let factor = raw::tjscalingfactor {
+        num: 1,
+        denom: denom as CInt,
+    };
     // SAFETY: valid handle; 1/1, 1/2, 1/4, 1/8 are always supported.
     if unsafe { raw::tj3SetScalingFactor(tj.0, factor) } != 0 {
         let (_, msg) = tj.error();
-        return Err(RejectReason::Unsupported(format!("JPEG scaling 1/{denom}: {msg}")));
+        return Err(RejectReason::Unsupported(format!(
+            "JPEG scaling 1/{denom}: {msg}"
+        )));
     }
     // TJSCALED: ceil(dim * num / denom).
     let out_w = width.div_ceil(denom);
     let out_h = height.div_ceil(denom);
     let channels = if cmyk { 4 } else { 3 };
-    let pixel_format = if cmyk { raw::TJPF_TJPF_CMYK } else { raw::TJPF_TJPF_RGB };
+    let pixel_format = if cmyk {
+        raw::TJPF_TJPF_CMYK
+    } else {
+        raw::TJPF_TJPF_RGB
+    };
     let mut pixels = vec![0u8; out_w as usize * out_h as usize * channels];
     // SAFETY: the buffer holds out_h rows of pitch out_w*channels bytes, which is what TurboJPEG writes
     // for this scaling factor and pixel format.
@@ -305,7 +329,9 @@ fn decode_other(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectRe
     };
     let probe = reader()?;
     let format = probe.format().ok_or(RejectReason::NotAnImage)?;
-    let (width, height) = probe.into_dimensions().map_err(|e| image_error(format, e))?;
+    let (width, height) = probe
+        .into_dimensions()
+        .map_err(|e| image_error(format, e))?;
     check_dims(width as u64, height as u64, opts)?;
     let mut full = reader()?;
     let mut limits = image::Limits::no_limits();
@@ -325,9 +351,9 @@ fn image_error(format: image::ImageFormat, e: image::ImageError) -> RejectReason
     let name = format!("{format:?}");
     match e {
         image::ImageError::Unsupported(u) => RejectReason::Unsupported(format!("{name}: {u}")),
-        image::ImageError::Limits(l) => {
-            RejectReason::Unsupported(format!("{name}: needs more memory than the pixel limit allows: {l}"))
-        }
+        image::ImageError::Limits(l) => RejectReason::Unsupported(format!(
+            "{name}: needs more memory than the pixel limit allows: {l}"
+        )),
         other => RejectReason::Corrupt(format!("{name}: {other}")),
     }
 }
@@ -360,7 +386,11 @@ mod tests {
     fn rejects_empty_and_garbage() {
         let o = DecodeOptions::default();
         assert_eq!(decode_rgb(&[], &o), Err(RejectReason::Empty));
-        assert_eq!(decode_rgb(b"hello, I am text", &o), Err(RejectReason::NotAnImage));
-        assert!(matches!(decode_rgb(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0], &o), Err(RejectReason::Corrupt(_))));
+        assert_eq!(
+            decode_rgb(b"hello, I am text", &o),
+            Err(RejectReason::NotAnImage)
+        );
+        let r = decode_rgb(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0], &o);
+        assert!(matches!(r, Err(RejectReason::Corrupt(_))), "{r:?}");
     }
 }

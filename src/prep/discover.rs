@@ -133,8 +133,12 @@ pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Re
                 n + 1
             ))
         };
-        let (rel, label) = line.rsplit_once(char::is_whitespace).ok_or_else(|| bad("no label"))?;
-        let label: u32 = label.parse().map_err(|_| bad(&format!("label {label:?} is not an integer")))?;
+        let (rel, label) = line
+            .rsplit_once(char::is_whitespace)
+            .ok_or_else(|| bad("no label"))?;
+        let label: u32 = label
+            .parse()
+            .map_err(|_| bad(&format!("label {label:?} is not an integer")))?;
         let rel = rel.trim();
         if rel.is_empty() {
             return Err(bad("empty path"));
@@ -147,7 +151,10 @@ pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Re
         });
     }
     let Some(max_label) = max_label else {
-        return Err(Error::Usage(format!("{}: the list file has no entries", list.display())));
+        return Err(Error::Usage(format!(
+            "{}: the list file has no entries",
+            list.display()
+        )));
     };
     let classes = match class_names {
         Some(p) => {
@@ -181,7 +188,12 @@ mod tests {
     fn folder_classes_sorted_and_loose_files_unlabelled() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let root = dir.path();
-        for (class, file) in [("b", "2.jpg"), ("b", "1.jpg"), ("a", "x/deep.png"), ("a", ".hidden")] {
+        for (class, file) in [
+            ("b", "2.jpg"),
+            ("b", "1.jpg"),
+            ("a", "x/deep.png"),
+            ("a", ".hidden"),
+        ] {
             let p = root.join(class).join(file);
             fs::create_dir_all(p.parent().unwrap_or(root)).at(&p)?;
             fs::write(&p, b"x").at(&p)?;
@@ -189,7 +201,11 @@ mod tests {
         fs::write(root.join("loose.jpg"), b"x").at(root)?;
         let inputs = discover_folder(root)?;
         assert_eq!(inputs.classes, vec!["a", "b"]);
-        let rels: Vec<_> = inputs.sources.iter().map(|s| (s.rel.clone(), s.label)).collect();
+        let rels: Vec<_> = inputs
+            .sources
+            .iter()
+            .map(|s| (s.rel.clone(), s.label))
+            .collect();
         assert_eq!(
             rels,
             vec![
@@ -209,11 +225,20 @@ mod tests {
         fs::write(&list, "# comment\nsome dir/a b.jpg 2\n\nc.png 0\n").at(&list)?;
         let inputs = discover_list(&list, Path::new("/data"), None)?;
         assert_eq!(inputs.classes, vec!["0", "1", "2"]);
-        assert_eq!(inputs.sources[0].path, PathBuf::from("/data/some dir/a b.jpg"));
+        assert_eq!(
+            inputs.sources[0].path,
+            PathBuf::from("/data/some dir/a b.jpg")
+        );
         assert_eq!(inputs.sources[0].label, Some(2));
         fs::write(&list, "a.jpg x\n").at(&list)?;
-        let err = discover_list(&list, Path::new("/data"), None).map(|_| ()).unwrap_err().to_string();
-        assert!(err.contains("list.txt:1") && err.contains("not an integer"), "{err}");
+        let err = discover_list(&list, Path::new("/data"), None)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("list.txt:1") && err.contains("not an integer"),
+            "{err}"
+        );
         Ok(())
     }
 }

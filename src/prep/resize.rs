@@ -60,18 +60,35 @@ impl ResizeCrop {
             ) else {
                 unreachable!("buffer sizes are computed from the dimensions above");
             };
-            let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            let options =
+                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
             if let Err(e) = self.resizer.resize(&src_view, &mut dst_view, &options) {
                 unreachable!("U8x3 to U8x3 resize cannot fail: {e}");
             }
             &self.scratch[..n]
         };
-        crop_rgb(resized, rw, rh, center_crop_offset(rw, size), center_crop_offset(rh, size), size, out);
+        crop_rgb(
+            resized,
+            rw,
+            rh,
+            center_crop_offset(rw, size),
+            center_crop_offset(rh, size),
+            size,
+            out,
+        );
     }
 }
 
 /// Copies the `size`×`size` patch at (`left`, `top`) of a `width`×`height` RGB image into `out`.
-pub fn crop_rgb(pixels: &[u8], width: u32, height: u32, left: u32, top: u32, size: u32, out: &mut [u8]) {
+pub fn crop_rgb(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    left: u32,
+    top: u32,
+    size: u32,
+    out: &mut [u8],
+) {
     debug_assert!(left + size <= width && top + size <= height);
     let row = size as usize * 3;
     for y in 0..size as usize {

@@ -105,9 +105,19 @@ impl ShardHeader {
 
     /// Parses and checks a header; `path` names the shard in errors.
     pub fn decode(b: &[u8], path: &Path) -> Result<ShardHeader> {
-        let bad = |msg: String| Error::format(path, format!("{msg}; the shard is damaged or not an alexpipe shard — rebuild the dataset"));
+        let bad = |msg: String| {
+            Error::format(
+                path,
+                format!(
+                    "{msg}; the shard is damaged or not an alexpipe shard — rebuild the dataset"
+                ),
+            )
+        };
         if b.len() < HEADER_LEN {
-            return Err(bad(format!("{} bytes is shorter than the 64-byte header", b.len())));
+            return Err(bad(format!(
+                "{} bytes is shorter than the 64-byte header",
+                b.len()
+            )));
         }
         if &b[0..8] != SHARD_MAGIC {
             return Err(bad("bad magic".into()));
@@ -123,11 +133,14 @@ impl ShardHeader {
                 format!("shard format version {version}; this alexpipe reads version {SHARD_VERSION} — rebuild with this version or upgrade alexpipe"),
             ));
         }
-        let mode = Mode::from_code(u32_at(b, 12)).ok_or_else(|| bad(format!("unknown mode {}", u32_at(b, 12))))?;
+        let mode = Mode::from_code(u32_at(b, 12))
+            .ok_or_else(|| bad(format!("unknown mode {}", u32_at(b, 12))))?;
         let channels = u32_at(b, 28);
         let table_offset = u64_at(b, 32);
         if channels != 3 || table_offset != HEADER_LEN as u64 {
-            return Err(bad(format!("unexpected channels {channels} / table offset {table_offset}")));
+            return Err(bad(format!(
+                "unexpected channels {channels} / table offset {table_offset}"
+            )));
         }
         Ok(ShardHeader {
             mode,
@@ -213,8 +226,14 @@ mod tests {
         let mut b = h.encode();
         assert_eq!(ShardHeader::decode(&b, Path::new("s")).ok(), Some(h));
         b[17] ^= 1;
-        let err = ShardHeader::decode(&b, Path::new("shard-000.bin")).map(|_| ()).unwrap_err().to_string();
-        assert!(err.contains("shard-000.bin") && err.contains("checksum"), "{err}");
+        let err = ShardHeader::decode(&b, Path::new("shard-000.bin"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shard-000.bin") && err.contains("checksum"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -173,10 +173,17 @@ impl Manifest {
                 Error::io(&path, e)
             }
         })?;
-        let m: Manifest = serde_json::from_slice(&text)
-            .map_err(|e| Error::format(&path, format!("invalid manifest ({e}); rebuild the dataset")))?;
+        let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
+            Error::format(
+                &path,
+                format!("invalid manifest ({e}); rebuild the dataset"),
+            )
+        })?;
         if m.format != FORMAT_NAME {
-            return Err(Error::format(&path, format!("format is {:?}, not {FORMAT_NAME:?}", m.format)));
+            return Err(Error::format(
+                &path,
+                format!("format is {:?}, not {FORMAT_NAME:?}", m.format),
+            ));
         }
         if m.format_version != FORMAT_VERSION {
             return Err(Error::format(
@@ -192,7 +199,8 @@ impl Manifest {
 
     /// Writes `dir/manifest.json` atomically (temporary file, fsync, rename, fsync of the directory).
     pub fn write_atomic(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::format(dir, e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::format(dir, e.to_string()))?;
         write_file_atomic(&dir.join(MANIFEST_FILE), &json)
     }
 }
@@ -226,7 +234,11 @@ pub fn file_info(dir: &Path, name: &str) -> Result<FileInfo> {
 /// Encodes a float32 array as a NumPy `.npy` (version 1.0, little-endian, C order).
 pub fn encode_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_str = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape_str = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
     // magic(6) + version(2) + len(2) + header + '\n' must be a multiple of 64.
     while (10 + header.len() + 1) % 64 != 0 {
@@ -245,12 +257,21 @@ pub fn encode_npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
 
 /// Decodes a `.npy` written by [`encode_npy_f32`] (float32, C order), checking the shape.
 pub fn decode_npy_f32(bytes: &[u8], shape: &[usize], path: &Path) -> Result<Vec<f32>> {
-    let bad = |why: &str| Error::format(path, format!("{why}; expected a float32 .npy of shape {shape:?} — run build-shards --stats-only"));
+    let bad = |why: &str| {
+        Error::format(
+            path,
+            format!(
+                "{why}; expected a float32 .npy of shape {shape:?} — run build-shards --stats-only"
+            ),
+        )
+    };
     if bytes.len() < 10 || &bytes[..8] != b"\x93NUMPY\x01\x00" {
         return Err(bad("not a version 1.0 .npy file"));
     }
     let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = bytes.get(10..10 + hlen).ok_or_else(|| bad("truncated header"))?;
+    let header = bytes
+        .get(10..10 + hlen)
+        .ok_or_else(|| bad("truncated header"))?;
     let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
     let expected = encode_npy_f32(shape, &[]);
     if header.as_bytes() != &expected[10..] {
@@ -259,9 +280,16 @@ pub fn decode_npy_f32(bytes: &[u8], shape: &[usize], path: &Path) -> Result<Vec<
     let data = &bytes[10 + hlen..];
     let n: usize = shape.iter().product();
     if data.len() != n * 4 {
-        return Err(bad(&format!("{} data bytes instead of {}", data.len(), n * 4)));
+        return Err(bad(&format!(
+            "{} data bytes instead of {}",
+            data.len(),
+            n * 4
+        )));
     }
-    Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 #[cfg(test)]
@@ -274,7 +302,10 @@ mod tests {
         let bytes = encode_npy_f32(&[2, 4, 3], &data);
         let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         assert_eq!((10 + hlen) % 64, 0);
-        assert_eq!(decode_npy_f32(&bytes, &[2, 4, 3], Path::new("m.npy"))?, data);
+        assert_eq!(
+            decode_npy_f32(&bytes, &[2, 4, 3], Path::new("m.npy"))?,
+            data
+        );
         assert!(decode_npy_f32(&bytes, &[4, 2, 3], Path::new("m.npy")).is_err());
         assert!(decode_npy_f32(&bytes[..bytes.len() - 1], &[2, 4, 3], Path::new("m.npy")).is_err());
         Ok(())

@@ -60,9 +60,18 @@ impl Dataset {
         for info in &manifest.shards {
             let path = dir.join(&info.file);
             if info.first_record != next {
-                return Err(Error::format(&path, "manifest shard ranges are not contiguous; rebuild the dataset"));
+                return Err(Error::format(
+                    &path,
+                    "manifest shard ranges are not contiguous; rebuild the dataset",
+                ));
             }
-            let shard = open_shard(&path, &manifest, info.first_record, info.num_records, info.bytes)?;
+            let shard = open_shard(
+                &path,
+                &manifest,
+                info.first_record,
+                info.num_records,
+                info.bytes,
+            )?;
             shard_starts.push(next);
             next += info.num_records;
             shards.push(shard);
@@ -70,7 +79,10 @@ impl Dataset {
         if next != manifest.num_records {
             return Err(Error::format(
                 dir.join("manifest.json"),
-                format!("shards hold {next} records, manifest says {}; rebuild the dataset", manifest.num_records),
+                format!(
+                    "shards hold {next} records, manifest says {}; rebuild the dataset",
+                    manifest.num_records
+                ),
             ));
         }
         let stats = if load_stats {
@@ -159,12 +171,20 @@ impl Dataset {
                 format!("record {index} (global) fails its checksum: the shard is corrupt — rebuild the dataset"),
             ));
         }
-        Ok(RecordRef { label: e.label, bytes })
+        Ok(RecordRef {
+            label: e.label,
+            bytes,
+        })
     }
 
     /// Writes record `index`'s `size`×`size`×3 pixels into `out`, decoding as the mode requires
     /// (original mode applies §2's decode, short-side resize and centre crop, exactly as the build did).
-    pub fn read_pixels(&self, index: usize, resize: &mut ResizeCrop, out: &mut [u8]) -> Result<u32> {
+    pub fn read_pixels(
+        &self,
+        index: usize,
+        resize: &mut ResizeCrop,
+        out: &mut [u8],
+    ) -> Result<u32> {
         let rec = self.record(index)?;
         let shard_path = &self.locate(index)?.0.path;
         let s = self.size();
@@ -173,14 +193,18 @@ impl Dataset {
             Mode::Jpeg | Mode::Original => {
                 let opts = DecodeOptions {
                     max_pixels: self.manifest.build.max_pixels,
-                    draft_for: (self.manifest.build.draft && self.mode() == Mode::Original).then_some(s),
+                    draft_for: (self.manifest.build.draft && self.mode() == Mode::Original)
+                        .then_some(s),
                 };
                 let img = decode_rgb(rec.bytes, &opts)
                     .map_err(|r| Error::format(shard_path, format!("record {index}: {r}")))?;
                 if self.mode() == Mode::Jpeg && (img.width, img.height) != (s, s) {
                     return Err(Error::format(
                         shard_path,
-                        format!("record {index}: JPEG is {}x{}, expected {s}x{s}", img.width, img.height),
+                        format!(
+                            "record {index}: JPEG is {}x{}, expected {s}x{s}",
+                            img.width, img.height
+                        ),
                     ));
                 }
                 resize.resize_center_crop(&img, s, out);
@@ -225,7 +249,11 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
     let map = unsafe { Mmap::map(&file) }.at(path)?;
     let header = ShardHeader::decode(&map, path)?;
     let bad = |msg: String| Error::format(path, format!("{msg}; rebuild the dataset"));
-    if header.mode != m.mode || header.size != m.size || header.count != count || header.file_len != len {
+    if header.mode != m.mode
+        || header.size != m.size
+        || header.count != count
+        || header.file_len != len
+    {
         return Err(bad(format!(
             "header (mode {}, size {}, {} records, {} bytes) disagrees with the manifest (mode {}, size {}, {count} records, {len} bytes)",
             header.mode.name(),
@@ -248,12 +276,21 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
     let mut entries = Vec::with_capacity(count as usize);
     for (i, chunk) in table.chunks_exact(ENTRY_LEN).enumerate() {
         let e = Entry::decode(chunk);
-        let in_bounds = e.offset >= header.data_offset && e.offset.checked_add(e.len).is_some_and(|end| end <= len);
-        if !in_bounds || e.global_index != first + i as u64 || (m.mode == Mode::Raw && e.len != raw_len) {
+        let in_bounds = e.offset >= header.data_offset
+            && e.offset.checked_add(e.len).is_some_and(|end| end <= len);
+        if !in_bounds
+            || e.global_index != first + i as u64
+            || (m.mode == Mode::Raw && e.len != raw_len)
+        {
             return Err(bad(format!("record table entry {i} is inconsistent")));
         }
         if e.label as usize >= m.classes.len() {
-            return Err(bad(format!("record {} has label {} but there are {} classes", e.global_index, e.label, m.classes.len())));
+            return Err(bad(format!(
+                "record {} has label {} but there are {} classes",
+                e.global_index,
+                e.label,
+                m.classes.len()
+            )));
         }
         entries.push(e);
     }
@@ -263,4 +300,3 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
         entries,
     })
 }
-

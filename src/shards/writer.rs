@@ -11,10 +11,13 @@ use std::fs;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::format::{align_up, Entry, Mode, ShardHeader, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, RECORD_ALIGN};
+use super::format::{
+    align_up, Entry, Mode, ShardHeader, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, RECORD_ALIGN,
+};
 use super::manifest::{
-    encode_npy_f32, file_info, sync_dir, write_file_atomic, BuildInfo, Manifest, ShardInfo, StatsInfo, FORMAT_NAME,
-    FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
+    encode_npy_f32, file_info, sync_dir, write_file_atomic, BuildInfo, Manifest, ShardInfo,
+    StatsInfo, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE,
+    REJECTS_FILE,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::prep::RejectReason;
@@ -115,7 +118,10 @@ impl ShardWriter {
         let path = self.path.clone();
         self.file.seek(SeekFrom::Start(0)).at(&path)?;
         self.file.write_all(&prefix).at(&path)?;
-        let file = self.file.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
         file.sync_all().at(&path)?;
         let data_len = (self.pos - self.data_offset) as usize;
         let crc = crc32c::crc32c_combine(crc32c::crc32c(&prefix), self.data_crc, data_len);
@@ -180,7 +186,10 @@ pub fn check_output_dir(out: &Path) -> Result<()> {
 }
 
 fn sibling(out: &Path, suffix: &str) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "dataset".into());
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "dataset".into());
     name.push(suffix);
     out.with_file_name(name)
 }
@@ -190,7 +199,11 @@ fn remove_stale_siblings(out: &Path) {
     let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
         return;
     };
-    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
@@ -200,7 +213,9 @@ fn remove_stale_siblings(out: &Path) {
         let Some(rest) = file_name.strip_prefix(&prefix) else {
             continue;
         };
-        let pid = rest.strip_prefix(".partial-").or_else(|| rest.strip_prefix(".old-"));
+        let pid = rest
+            .strip_prefix(".partial-")
+            .or_else(|| rest.strip_prefix(".old-"));
         if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
             if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = fs::remove_dir_all(entry.path());
@@ -229,7 +244,13 @@ pub struct DatasetWriter {
 
 impl DatasetWriter {
     /// Starts a build of `out` (checked with [`check_output_dir`]).
-    pub fn create(out: &Path, mode: Mode, size: u32, shard_size: u64, classes: Vec<String>) -> Result<Self> {
+    pub fn create(
+        out: &Path,
+        mode: Mode,
+        size: u32,
+        shard_size: u64,
+        classes: Vec<String>,
+    ) -> Result<Self> {
         check_output_dir(out)?;
         remove_stale_siblings(out);
         let partial = sibling(out, &format!(".partial-{}", std::process::id()));
@@ -288,7 +309,12 @@ impl DatasetWriter {
         if self.current.is_none() {
             let file = format!("shard-{:05}.bin", self.shards.len());
             let path = self.partial.join(&file);
-            self.current = Some(ShardWriter::create(&path, self.mode, self.size, self.shard_size)?);
+            self.current = Some(ShardWriter::create(
+                &path,
+                self.mode,
+                self.size,
+                self.shard_size,
+            )?);
             self.shards.push(ShardInfo {
                 file,
                 first_record: self.records,
@@ -298,12 +324,25 @@ impl DatasetWriter {
             });
         }
         let index = self.records;
-        let shard = self.shards.last().map(|s| s.file.clone()).unwrap_or_default();
+        let shard = self
+            .shards
+            .last()
+            .map(|s| s.file.clone())
+            .unwrap_or_default();
         if let Some(w) = self.current.as_mut() {
             w.push(label, index, bytes)?;
         }
-        let class = self.classes.get(label as usize).map(|c| tsv_text(c)).unwrap_or_default();
-        writeln!(self.index, "{index}\t{label}\t{class}\t{shard}\t{}", tsv_path(rel)).at(self.partial.join(INDEX_FILE))?;
+        let class = self
+            .classes
+            .get(label as usize)
+            .map(|c| tsv_text(c))
+            .unwrap_or_default();
+        writeln!(
+            self.index,
+            "{index}\t{label}\t{class}\t{shard}\t{}",
+            tsv_path(rel)
+        )
+        .at(self.partial.join(INDEX_FILE))?;
         if let Some(c) = self.class_counts.get_mut(label as usize) {
             *c += 1;
         }
@@ -316,8 +355,14 @@ impl DatasetWriter {
 
     /// Lists `rel` in `rejects.tsv`.
     pub fn reject(&mut self, rel: &Path, reason: &RejectReason) -> Result<()> {
-        writeln!(self.rejects, "{}\t{}\t{}", tsv_path(rel), reason.kind(), tsv_text(&reason.detail()))
-            .at(self.partial.join(REJECTS_FILE))?;
+        writeln!(
+            self.rejects,
+            "{}\t{}\t{}",
+            tsv_path(rel),
+            reason.kind(),
+            tsv_text(&reason.detail())
+        )
+        .at(self.partial.join(REJECTS_FILE))?;
         self.rejected += 1;
         Ok(())
     }
@@ -339,7 +384,10 @@ impl DatasetWriter {
     /// into place at `OUT`.
     pub fn commit(mut self, stats: &Stats, build: BuildInfo) -> Result<Manifest> {
         self.close_shard()?;
-        for (w, name) in [(&mut self.index, INDEX_FILE), (&mut self.rejects, REJECTS_FILE)] {
+        for (w, name) in [
+            (&mut self.index, INDEX_FILE),
+            (&mut self.rejects, REJECTS_FILE),
+        ] {
             let p = self.partial.join(name);
             w.flush().at(&p)?;
             w.get_ref().sync_all().at(&p)?;

@@ -102,6 +102,10 @@ def test_jpeg_and_original_modes(photo_folder, tmp_path):
         dec = np.asarray(Image.open(io.BytesIO(jbytes)).convert("RGB"))
         assert dec.shape == (256, 256, 3)
         assert np.abs(dec.astype(int) - pixels.astype(int)).mean() < 3.0, rel
+        # ... and is byte-identical to Pillow's encoder (same libjpeg-turbo, quality, 4:2:0) on the raw record
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, "JPEG", quality=95)
+        assert jbytes == buf.getvalue(), rel
     # statistics are computed from the resized pixels in every mode
     for other in (jpg, orig):
         np.testing.assert_array_equal(other.mean_image, raw.mean_image)
