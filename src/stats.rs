@@ -53,13 +53,14 @@ impl StatsAccumulator {
         for (sum, &v) in self.pixel_sum.iter_mut().zip(pixels) {
             *sum += v as u64;
         }
-        // One row at a time in u64: a row of 2^16 pixels of 255² fits easily, the image total in u128.
+        // One row at a time in u32 (a row of up to 2^16 pixels of 255² fits), so the loop vectorises;
+        // rows are summed into u64 / u128, which hold any realistic dataset exactly.
         let row_len = self.size as usize * 3;
         for row in pixels.chunks_exact(row_len.max(3)) {
-            let mut s = [0u64; 3];
-            let mut c = [0u64; 6];
+            let mut s = [0u32; 3];
+            let mut c = [0u32; 6];
             for px in row.chunks_exact(3) {
-                let (r, g, b) = (px[0] as u64, px[1] as u64, px[2] as u64);
+                let (r, g, b) = (px[0] as u32, px[1] as u32, px[2] as u32);
                 s[0] += r;
                 s[1] += g;
                 s[2] += b;
@@ -71,7 +72,7 @@ impl StatsAccumulator {
                 c[5] += b * b;
             }
             for (total, part) in self.channel_sum.iter_mut().zip(s) {
-                *total += part;
+                *total += part as u64;
             }
             for (total, part) in self.cross_sum.iter_mut().zip(c) {
                 *total += part as u128;

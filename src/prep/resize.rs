@@ -32,11 +32,10 @@ pub fn center_crop_offset(len: u32, size: u32) -> u32 {
     }
 }
 
-/// Per-thread resize state (Pillow-style convolution buffers) and scratch image, reused across images.
+/// Per-thread resize state (Pillow-style convolution buffers), reused across images.
 #[derive(Default)]
 pub struct ResizeCrop {
     resizer: Resizer,
-    scratch: Vec<u8>,
 }
 
 impl ResizeCrop {
@@ -47,35 +46,33 @@ impl ResizeCrop {
 
     /// Resizes `src` so its short side is `size` and writes the central `size`×`size` patch to
     /// `out` (`size * size * 3` bytes, HWC RGB).
+    ///
+    /// Only the patch is computed: the convolution runs over the source box that maps onto it, with
+    /// the full image's scale factor and filter centres, so the result equals resizing the whole
+    /// image and then cropping (up to the rounding of the box's float coordinates).
     pub fn resize_center_crop(&mut self, src: &RgbImage, size: u32, out: &mut [u8]) {
         let (rw, rh) = resized_dims(src.width, src.height, size);
-        let resized: &[u8] = if (rw, rh) == (src.width, src.height) {
-            &src.pixels
-        } else {
-            let n = rw as usize * rh as usize * 3;
-            self.scratch.resize(n, 0);
-            let (Ok(src_view), Ok(mut dst_view)) = (
-                ImageRef::new(src.width, src.height, &src.pixels, PixelType::U8x3),
-                Image::from_slice_u8(rw, rh, &mut self.scratch[..n], PixelType::U8x3),
-            ) else {
-                unreachable!("buffer sizes are computed from the dimensions above");
-            };
-            let options =
-                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-            if let Err(e) = self.resizer.resize(&src_view, &mut dst_view, &options) {
-                unreachable!("U8x3 to U8x3 resize cannot fail: {e}");
-            }
-            &self.scratch[..n]
+        let (left, top) = (center_crop_offset(rw, size), center_crop_offset(rh, size));
+        if (rw, rh) == (src.width, src.height) {
+            crop_rgb(&src.pixels, src.width, src.height, left, top, size, out);
+            return;
+        }
+        let (sx, sy) = (src.width as f64 / rw as f64, src.height as f64 / rh as f64);
+        let (box_left, box_top) = (left as f64 * sx, top as f64 * sy);
+        let box_width = (size as f64 * sx).min(src.width as f64 - box_left);
+        let box_height = (size as f64 * sy).min(src.height as f64 - box_top);
+        let (Ok(src_view), Ok(mut dst_view)) = (
+            ImageRef::new(src.width, src.height, &src.pixels, PixelType::U8x3),
+            Image::from_slice_u8(size, size, out, PixelType::U8x3),
+        ) else {
+            unreachable!("callers pass buffers of the stated dimensions");
         };
-        crop_rgb(
-            resized,
-            rw,
-            rh,
-            center_crop_offset(rw, size),
-            center_crop_offset(rh, size),
-            size,
-            out,
-        );
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+            .crop(box_left, box_top, box_width, box_height);
+        if let Err(e) = self.resizer.resize(&src_view, &mut dst_view, &options) {
+            unreachable!("U8x3 resize within the image cannot fail: {e}");
+        }
     }
 }
 
