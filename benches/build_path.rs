@@ -1,17 +1,19 @@
 //! Build-path benchmark: read + decode + short-side resize + centre crop (paper §2) per image, ours
-//! against PIL doing the same work on the same files in the same run, without and with draft mode.
+//! against PIL doing the same work on the same files in the same run, without and with draft mode,
+//! on two corpora: ImageNet-like sizes (short side 300–500 px) and camera-size photos (1200–2400 px,
+//! where DCT-domain draft decoding applies). PIL's decode alone is printed as the bound: both sides
+//! decode with libjpeg-turbo.
 //!
 //! `cargo bench --bench build_path` (after `scripts/setup.sh`). Options after `--`:
-//! `--count N` corpus size (default 1000), `--reps R` repetitions (default 3, median reported).
-//! The corpus is made by `benches/make_corpus.py` (real photos from the scikit-image and
-//! scikit-learn wheels, ImageNet-like sizes) under `target/bench-corpus`.
+//! `--count N` ImageNet-like corpus size (default 1000), `--large N` camera-size corpus size
+//! (default 120), `--reps R` repetitions (default 3, median reported). Corpora are made by
+//! `benches/make_corpus.py` from the real photos in the scikit-image and scikit-learn wheels.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use alexpipe::prep::{decode_rgb, DecodeOptions, ResizeCrop};
-use rayon::prelude::*;
 
 const SIZE: u32 = 256;
 
@@ -32,23 +34,38 @@ fn python() -> PathBuf {
     root().join(".venv/bin/python")
 }
 
-fn corpus(count: usize) -> Vec<PathBuf> {
-    let dir = root().join("target/bench-corpus");
+/// Makes (or reuses) a corpus and returns its files and a file listing them for PIL.
+fn corpus(name: &str, count: usize, short: (u32, u32)) -> (Vec<PathBuf>, PathBuf) {
+    let dir = root().join("target").join(name);
     let status = Command::new(python())
         .arg(root().join("benches/make_corpus.py"))
         .arg(&dir)
         .args(["--count", &count.to_string()])
+        .args([
+            "--short-min",
+            &short.0.to_string(),
+            "--short-max",
+            &short.1.to_string(),
+        ])
         .status()
         .expect("run benches/make_corpus.py (did you run scripts/setup.sh?)");
     assert!(status.success(), "make_corpus.py failed");
     let mut files = Vec::new();
     for class in std::fs::read_dir(&dir).expect("corpus dir").flatten() {
         if class.path().is_dir() {
-            files.extend(std::fs::read_dir(class.path()).expect("class dir").flatten().map(|e| e.path()));
+            files.extend(
+                std::fs::read_dir(class.path())
+                    .expect("class dir")
+                    .flatten()
+                    .map(|e| e.path()),
+            );
         }
     }
     files.sort();
-    files
+    let list = root().join("target").join(format!("{name}.files.txt"));
+    let text: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+    std::fs::write(&list, text).expect("write file list");
+    (files, list)
 }
 
 /// One image of build-shards' work: read the file, decode, resize the short side, crop the centre.
@@ -62,27 +79,36 @@ fn prep_one(path: &Path, draft: bool, resize: &mut ResizeCrop, out: &mut [u8]) {
     resize.resize_center_crop(&img, SIZE, out);
 }
 
+/// Images/s of `threads` threads, each taking every `threads`-th file.
 fn ours(files: &[PathBuf], threads: usize, draft: bool) -> f64 {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
     let n = (SIZE * SIZE * 3) as usize;
     let t = Instant::now();
-    pool.install(|| {
-        files.par_iter().for_each_init(
-            || (ResizeCrop::new(), vec![0u8; n]),
-            |(resize, out), f| prep_one(f, draft, resize, out),
-        )
+    std::thread::scope(|s| {
+        for k in 0..threads {
+            s.spawn(move || {
+                let (mut resize, mut out) = (ResizeCrop::new(), vec![0u8; n]);
+                for f in files.iter().skip(k).step_by(threads) {
+                    prep_one(f, draft, &mut resize, &mut out);
+                }
+            });
+        }
     });
     files.len() as f64 / t.elapsed().as_secs_f64()
 }
 
-fn pil(list: &Path, procs: usize, draft: bool) -> f64 {
-    let mut cmd = Command::new(python());
-    cmd.arg(root().join("benches/pil_build.py")).arg(list).args(["--procs", &procs.to_string()]);
-    if draft {
-        cmd.arg("--draft");
-    }
-    let out = cmd.output().expect("run benches/pil_build.py");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+fn pil(list: &Path, procs: usize, flags: &[&str]) -> f64 {
+    let out = Command::new(python())
+        .arg(root().join("benches/pil_build.py"))
+        .arg(list)
+        .args(["--procs", &procs.to_string()])
+        .args(flags)
+        .output()
+        .expect("run benches/pil_build.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json from pil_build.py");
     v["images_per_s"].as_f64().expect("images_per_s")
 }
@@ -92,47 +118,69 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
+fn range(v: (f64, f64, f64)) -> String {
+    format!("{:>6.0} ({:>5.0}..{:>5.0})", v.0, v.1, v.2)
+}
+
 fn main() {
-    let count = arg("--count", 1000);
     let reps = arg("--reps", 3).max(1);
-    let files = corpus(count);
-    let list = root().join("target/bench-corpus/files.txt");
-    let text: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
-    std::fs::write(&list, text).expect("write file list");
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("build path: read + decode + resize short side to {SIZE} + centre crop, {} real-photo JPEGs", files.len());
-    println!("median of {reps} runs (min..max), images/s; ratio = alexpipe / PIL at equal cores\n");
-    println!("{:<8} {:<6} {:>24} {:>24} {:>7}", "draft", "cores", "alexpipe", "PIL", "ratio");
-    // Warm the page cache and both code paths once.
-    ours(&files, cores, false);
-    for draft in [false, true] {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let corpora = [
+        (
+            "bench-corpus",
+            "ImageNet-like, short side 300-500 px",
+            arg("--count", 1000),
+            (300, 500),
+        ),
+        (
+            "bench-corpus-large",
+            "camera-size, short side 1200-2400 px",
+            arg("--large", 120),
+            (1200, 2400),
+        ),
+    ];
+    println!("build path: read + decode + resize short side to {SIZE} + centre crop; images/s, median of {reps} (min..max)");
+    println!("ratio = alexpipe / PIL at equal cores; 'PIL decode' = Image.open().load() alone (the shared libjpeg-turbo bound)");
+    for (dir, label, count, short) in corpora {
+        let (files, list) = corpus(dir, count, short);
+        println!("\n{label}: {} real-photo JPEGs", files.len());
+        println!(
+            "{:<6} {:<6} {:>20} {:>20} {:>7} {:>20}",
+            "draft", "cores", "alexpipe", "PIL", "ratio", "PIL decode"
+        );
+        ours(&files, cores, false); // warm the page cache
         let mut thread_counts = vec![1];
         if cores > 1 {
             thread_counts.push(cores);
         }
-        for &threads in &thread_counts {
-            let mut a = Vec::new();
-            let mut p = Vec::new();
-            for _ in 0..reps {
-                a.push(ours(&files, threads, draft));
-                p.push(pil(&list, threads, draft));
+        for draft in [false, true] {
+            for &threads in &thread_counts {
+                let (mut a, mut p, mut d) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..reps {
+                    a.push(ours(&files, threads, draft));
+                    p.push(pil(&list, threads, if draft { &["--draft"] } else { &[] }));
+                    if !draft {
+                        d.push(pil(&list, threads, &["--decode-only"]));
+                    }
+                }
+                let (a, p) = (median(a), median(p));
+                let decode = if d.is_empty() {
+                    String::new()
+                } else {
+                    range(median(d))
+                };
+                println!(
+                    "{:<6} {:<6} {:>20} {:>20} {:>6.2}x {:>20}",
+                    if draft { "on" } else { "off" },
+                    threads,
+                    range(a),
+                    range(p),
+                    a.0 / p.0,
+                    decode
+                );
             }
-            let (am, alo, ahi) = median(a);
-            let (pm, plo, phi) = median(p);
-            println!(
-                "{:<8} {:<6} {:>8.0} ({:>5.0}..{:>5.0}) {:>8.0} ({:>5.0}..{:>5.0}) {:>6.2}x   per core: {:.0} vs {:.0}",
-                if draft { "on" } else { "off" },
-                threads,
-                am,
-                alo,
-                ahi,
-                pm,
-                plo,
-                phi,
-                am / pm,
-                am / threads as f64,
-                pm / threads as f64
-            );
         }
     }
 }

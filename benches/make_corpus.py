@@ -6,6 +6,7 @@ output is a random crop of one photo, rescaled so its short side is 300–500 px
 given seed and library versions.
 
 Usage: .venv/bin/python benches/make_corpus.py OUT_DIR [--count 1000] [--classes 10] [--seed 0]
+       [--short-min 300 --short-max 500]   (e.g. 1200/2400 for camera-size photos, where --draft pays)
 Rerunning with the same arguments reuses an existing complete corpus.
 """
 
@@ -34,9 +35,17 @@ def main():
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--short-min", type=int, default=300)
+    ap.add_argument("--short-max", type=int, default=500)
     args = ap.parse_args()
     stamp = args.out / "corpus.json"
-    spec = {"count": args.count, "classes": args.classes, "seed": args.seed, "version": 1}
+    spec = {
+        "count": args.count,
+        "classes": args.classes,
+        "seed": args.seed,
+        "short": [args.short_min, args.short_max],
+        "version": 2,
+    }
     if stamp.exists() and json.loads(stamp.read_text()) == spec:
         print(f"corpus {args.out} is up to date ({args.count} files)")
         return
@@ -51,7 +60,7 @@ def main():
         w, h = im.size
         cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
         x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        short = int(rng.integers(300, 501))
+        short = int(rng.integers(args.short_min, args.short_max + 1))
         s = short / min(cw, ch)
         out = im.crop((x, y, x + cw, y + ch)).resize((round(cw * s), round(ch * s)), Image.BICUBIC)
         if rng.random() < 0.5:

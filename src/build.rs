@@ -3,10 +3,11 @@
 //! eigenbasis) accumulated in the same pass. Record order is the input order, whatever the thread
 //! count, and the statistics are exact integer sums, so a build is reproducible bit for bit.
 
-use std::cell::RefCell;
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -121,10 +122,21 @@ struct Prepared {
     payload: Option<Vec<u8>>,
 }
 
-thread_local! {
-    static RESIZE: RefCell<ResizeCrop> = RefCell::new(ResizeCrop::new());
-    static STATS: RefCell<Option<StatsAccumulator>> = const { RefCell::new(None) };
-    static COMPRESSOR: RefCell<Option<turbojpeg::Compressor>> = const { RefCell::new(None) };
+/// One worker's reusable state: resize buffers, JPEG encoder, and its share of the statistics.
+struct Worker {
+    resize: ResizeCrop,
+    compressor: Option<turbojpeg::Compressor>,
+    stats: StatsAccumulator,
+}
+
+impl Worker {
+    fn new(size: u32) -> Self {
+        Worker {
+            resize: ResizeCrop::new(),
+            compressor: None,
+            stats: StatsAccumulator::new(size),
+        }
+    }
 }
 
 /// Finds the inputs of a build: a directory is an ImageFolder, a file is a list.
@@ -161,37 +173,37 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
 }
 
 fn encode_jpeg(
+    compressor: &mut Option<turbojpeg::Compressor>,
     pixels: &[u8],
     size: u32,
     quality: u8,
 ) -> std::result::Result<Vec<u8>, RejectReason> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            let mut c = turbojpeg::Compressor::new()
-                .map_err(|e| RejectReason::Unsupported(e.to_string()))?;
-            c.set_quality(quality as i32)
-                .map_err(|e| RejectReason::Unsupported(e.to_string()))?;
+    let unsupported = |e: turbojpeg::Error| RejectReason::Unsupported(format!("JPEG encode: {e}"));
+    let c = match compressor {
+        Some(c) => c,
+        None => {
+            let mut c = turbojpeg::Compressor::new().map_err(unsupported)?;
+            c.set_quality(quality as i32).map_err(unsupported)?;
             c.set_subsamp(turbojpeg::Subsamp::Sub2x2)
-                .map_err(|e| RejectReason::Unsupported(e.to_string()))?;
-            *slot = Some(c);
+                .map_err(unsupported)?;
+            compressor.insert(c)
         }
-        let c = slot
-            .as_mut()
-            .ok_or_else(|| RejectReason::Unsupported("no JPEG compressor".into()))?;
-        let image = turbojpeg::Image {
-            pixels,
-            width: size as usize,
-            pitch: size as usize * 3,
-            height: size as usize,
-            format: turbojpeg::PixelFormat::RGB,
-        };
-        c.compress_to_vec(image)
-            .map_err(|e| RejectReason::Unsupported(format!("JPEG encode: {e}")))
-    })
+    };
+    let image = turbojpeg::Image {
+        pixels,
+        width: size as usize,
+        pitch: size as usize * 3,
+        height: size as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    c.compress_to_vec(image).map_err(unsupported)
 }
 
-fn prepare(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, RejectReason> {
+fn prepare(
+    src: &Source,
+    cfg: &BuildConfig,
+    worker: &mut Worker,
+) -> std::result::Result<Prepared, RejectReason> {
     if src.label.is_none() {
         return Err(RejectReason::NoClass);
     }
@@ -207,28 +219,29 @@ fn prepare(src: &Source, cfg: &BuildConfig) -> std::result::Result<Prepared, Rej
     };
     let img = decode_rgb(&bytes, &opts)?;
     let mut pixels = vec![0u8; cfg.size as usize * cfg.size as usize * 3];
-    RESIZE.with(|r| {
-        r.borrow_mut()
-            .resize_center_crop(&img, cfg.size, &mut pixels)
-    });
+    worker
+        .resize
+        .resize_center_crop(&img, cfg.size, &mut pixels);
     let payload = match cfg.mode {
         Mode::Raw => None,
-        Mode::Jpeg => Some(encode_jpeg(&pixels, cfg.size, cfg.quality)?),
+        Mode::Jpeg => Some(encode_jpeg(
+            &mut worker.compressor,
+            &pixels,
+            cfg.size,
+            cfg.quality,
+        )?),
         Mode::Original => Some(bytes),
     };
-    STATS.with(|s| {
-        s.borrow_mut()
-            .get_or_insert_with(|| StatsAccumulator::new(cfg.size))
-            .add_image(&pixels)
-    });
+    worker.stats.add_image(&pixels);
     Ok(Prepared { pixels, payload })
 }
 
 fn prepare_contained(
     src: &Source,
     cfg: &BuildConfig,
+    worker: &mut Worker,
 ) -> std::result::Result<Prepared, RejectReason> {
-    catch_unwind(AssertUnwindSafe(|| prepare(src, cfg))).unwrap_or_else(|panic| {
+    catch_unwind(AssertUnwindSafe(|| prepare(src, cfg, worker))).unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -238,14 +251,43 @@ fn prepare_contained(
     })
 }
 
-/// Collects and resets the per-thread statistics of every thread in `pool`.
-fn drain_stats(pool: &rayon::ThreadPool, size: u32) -> StatsAccumulator {
-    let parts = pool.broadcast(|_| STATS.with(|s| s.borrow_mut().take()));
-    let mut total = StatsAccumulator::new(size);
-    for part in parts.into_iter().flatten() {
-        total.merge(&part);
+/// Hands out input indices to workers, at most `window` ahead of the writer, so that results
+/// can be written in input order while every core stays busy and memory stays bounded.
+struct Dispatch {
+    next: AtomicUsize,
+    window: usize,
+    /// Inputs written (or rejected) so far, and whether the writer has stopped.
+    written: Mutex<(usize, bool)>,
+    advanced: Condvar,
+}
+
+impl Dispatch {
+    /// The next index to process, or `None` when done or stopped.
+    fn claim(&self, len: usize) -> Option<usize> {
+        let j = self.next.fetch_add(1, Ordering::Relaxed);
+        if j >= len {
+            return None;
+        }
+        let mut state = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        while !state.1 && j >= state.0 + self.window {
+            state = self.advanced.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        (!state.1).then_some(j)
     }
-    total
+
+    fn set(&self, written: usize, stopped: bool) {
+        let mut state = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        *state = (written, stopped);
+        self.advanced.notify_all();
+    }
+}
+
+fn worker_threads(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
@@ -275,8 +317,7 @@ pub fn build_inputs(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<BuildSummary> {
     cfg.validate()?;
-    let pool = thread_pool(cfg.threads)?;
-    let threads = pool.current_num_threads();
+    let threads = worker_threads(cfg.threads);
     let mut writer = DatasetWriter::create(
         &cfg.out,
         cfg.mode,
@@ -284,18 +325,45 @@ pub fn build_inputs(
         cfg.shard_size,
         inputs.classes.clone(),
     )?;
-    let chunk = (threads * 16).max(64);
-    let mut rejects = Vec::new();
-    let (tx, rx) =
-        crossbeam_channel::bounded::<Vec<std::result::Result<Prepared, RejectReason>>>(2);
     let sources = &inputs.sources;
-    std::thread::scope(|scope| -> Result<()> {
-        let consumer = scope.spawn(|| -> Result<()> {
+    let dispatch = Dispatch {
+        next: AtomicUsize::new(0),
+        window: threads * 32,
+        written: Mutex::new((0, false)),
+        advanced: Condvar::new(),
+    };
+    let mut rejects = Vec::new();
+    type Item = (usize, std::result::Result<Prepared, RejectReason>);
+    let (tx, rx) = crossbeam_channel::bounded::<Item>(threads * 4);
+    let (written, parts) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|i| {
+                let tx = tx.clone();
+                let dispatch = &dispatch;
+                std::thread::Builder::new()
+                    .name(format!("alexpipe-build-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let mut worker = Worker::new(cfg.size);
+                        while let Some(j) = dispatch.claim(sources.len()) {
+                            let result = prepare_contained(&sources[j], cfg, &mut worker);
+                            progress(1);
+                            if tx.send((j, result)).is_err() {
+                                break; // the writer stopped on an error, reported below
+                            }
+                        }
+                        worker.stats
+                    })
+            })
+            .collect();
+        drop(tx);
+        // This thread writes, in input order, holding early results until their turn.
+        let written = (|| -> Result<()> {
+            let mut early = std::collections::BTreeMap::new();
             let mut next = 0usize;
-            for results in rx {
-                for result in results {
+            for (j, result) in &rx {
+                early.insert(j, result);
+                while let Some(result) = early.remove(&next) {
                     let src = &sources[next];
-                    next += 1;
                     match result {
                         Ok(p) => {
                             let label = src.label.unwrap_or_default();
@@ -316,30 +384,30 @@ pub fn build_inputs(
                             rejects.push((src.rel.clone(), reason));
                         }
                     }
+                    next += 1;
+                    dispatch.set(next, false);
                 }
             }
             Ok(())
-        });
-        for part in sources.chunks(chunk) {
-            let results: Vec<_> = pool.install(|| {
-                part.par_iter()
-                    .map(|src| {
-                        let r = prepare_contained(src, cfg);
-                        progress(1);
-                        r
-                    })
-                    .collect()
-            });
-            if tx.send(results).is_err() {
-                break; // the consumer stopped on an error; it is reported below
+        })();
+        dispatch.set(0, true);
+        drop(rx);
+        let parts: Vec<_> = workers.into_iter().map(|w| w.map(|h| h.join())).collect();
+        (written, parts)
+    });
+    written?;
+    let mut acc = StatsAccumulator::new(cfg.size);
+    for part in parts {
+        match part {
+            Ok(Ok(stats)) => acc.merge(&stats),
+            Ok(Err(_)) => return Err(Error::Usage("a build worker thread panicked".into())),
+            Err(e) => {
+                return Err(Error::Usage(format!(
+                    "cannot start a build worker thread: {e}"
+                )))
             }
         }
-        drop(tx);
-        consumer
-            .join()
-            .unwrap_or_else(|_| Err(Error::Usage("the shard writer thread panicked".into())))
-    })?;
-    let acc = drain_stats(&pool, cfg.size);
+    }
     let Some(stats) = acc.finish() else {
         let examples: Vec<String> = rejects
             .iter()

@@ -15,8 +15,12 @@ use nalgebra::{Matrix3, SymmetricEigen};
 pub struct StatsAccumulator {
     size: u32,
     images: u64,
-    /// Per pixel position and channel: Σ value over images (the mean image's numerator).
+    /// Per pixel position and channel: Σ value over images (the mean image's numerator) …
     pixel_sum: Vec<u64>,
+    /// … plus this: the sum over the last `pending_images` (< 257) images, kept in u16 so that the
+    /// per-image add is cheap; 257 × 255 still fits.
+    pending: Vec<u16>,
+    pending_images: u32,
     /// Σ R, Σ G, Σ B over all pixels of all images.
     channel_sum: [u64; 3],
     /// Σ RR, Σ RG, Σ RB, Σ GG, Σ GB, Σ BB over all pixels.
@@ -33,6 +37,8 @@ impl StatsAccumulator {
             size,
             images: 0,
             pixel_sum: vec![0; size as usize * size as usize * 3],
+            pending: vec![0; size as usize * size as usize * 3],
+            pending_images: 0,
             channel_sum: [0; 3],
             cross_sum: [0; 6],
         }
@@ -50,35 +56,32 @@ impl StatsAccumulator {
             self.pixel_sum.len(),
             "image size does not match the accumulator"
         );
-        for (sum, &v) in self.pixel_sum.iter_mut().zip(pixels) {
-            *sum += v as u64;
+        if self.pending_images == MAX_PENDING {
+            self.flush();
         }
-        // One row at a time in u32 (a row of up to 2^16 pixels of 255² fits), so the loop vectorises;
-        // rows are summed into u64 / u128, which hold any realistic dataset exactly.
-        let row_len = self.size as usize * 3;
-        for row in pixels.chunks_exact(row_len.max(3)) {
-            let mut s = [0u32; 3];
-            let mut c = [0u32; 6];
-            for px in row.chunks_exact(3) {
-                let (r, g, b) = (px[0] as u32, px[1] as u32, px[2] as u32);
-                s[0] += r;
-                s[1] += g;
-                s[2] += b;
-                c[0] += r * r;
-                c[1] += r * g;
-                c[2] += r * b;
-                c[3] += g * g;
-                c[4] += g * b;
-                c[5] += b * b;
+        for (sum, &v) in self.pending.iter_mut().zip(pixels) {
+            *sum += v as u16;
+        }
+        self.pending_images += 1;
+        for row in pixels.chunks_exact(self.size as usize * 3) {
+            let sums = row_sums(row);
+            for (total, part) in self.channel_sum.iter_mut().zip(sums.channel) {
+                *total += part;
             }
-            for (total, part) in self.channel_sum.iter_mut().zip(s) {
-                *total += part as u64;
-            }
-            for (total, part) in self.cross_sum.iter_mut().zip(c) {
+            for (total, part) in self.cross_sum.iter_mut().zip(sums.cross) {
                 *total += part as u128;
             }
         }
         self.images += 1;
+    }
+
+    /// Moves the u16 pending sums into the u64 totals.
+    fn flush(&mut self) {
+        for (total, pending) in self.pixel_sum.iter_mut().zip(self.pending.iter_mut()) {
+            *total += *pending as u64;
+            *pending = 0;
+        }
+        self.pending_images = 0;
     }
 
     /// Adds another accumulator's sums (for parallel reduction; exact, so order does not matter).
@@ -87,8 +90,13 @@ impl StatsAccumulator {
             self.size, other.size,
             "cannot merge statistics of different image sizes"
         );
-        for (a, b) in self.pixel_sum.iter_mut().zip(&other.pixel_sum) {
-            *a += b;
+        for ((a, b), p) in self
+            .pixel_sum
+            .iter_mut()
+            .zip(&other.pixel_sum)
+            .zip(&other.pending)
+        {
+            *a += b + *p as u64;
         }
         for (a, b) in self.channel_sum.iter_mut().zip(other.channel_sum) {
             *a += b;
@@ -108,7 +116,8 @@ impl StatsAccumulator {
         let mean_image = self
             .pixel_sum
             .iter()
-            .map(|&s| (s as f64 / n_img) as f32)
+            .zip(&self.pending)
+            .map(|(&s, &p)| ((s + p as u64) as f64 / n_img) as f32)
             .collect();
         let n = self.images as u128 * self.size as u128 * self.size as u128;
         let channel_mean = self.channel_sum.map(|s| s as f64 / n as f64);
@@ -134,6 +143,78 @@ impl StatsAccumulator {
             eigvecs,
         })
     }
+}
+
+/// Images a u16 pending sum can take: 257 × 255 = 65535.
+const MAX_PENDING: u32 = 257;
+
+/// Σ R, Σ G, Σ B and the six Σ products of one row of pixels.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RowSums {
+    channel: [u64; 3],
+    cross: [u64; 6],
+}
+
+/// Bytes per block of the vectorised loop: 16 pixels, a multiple of 3 so lane `j` always holds
+/// channel `j % 3`.
+const BLOCK: usize = 48;
+
+/// [`RowSums`] of an interleaved RGB row, the hot loop of the statistics. Treating the row as a flat
+/// array `x`, Σ RR/GG/BB are the lanes of Σ x[k]², Σ RG and Σ GB those of Σ x[k]·x[k+1], Σ RB those of
+/// Σ x[k]·x[k+2]; accumulating them lane-wise over fixed 48-byte blocks makes a loop without
+/// shuffles that the compiler vectorises. Per-lane u32 sums hold a row of up to 65536 pixels.
+fn row_sums(row: &[u8]) -> RowSums {
+    let mut s = [0u32; BLOCK];
+    let mut sq = [0u32; BLOCK];
+    let mut next1 = [0u32; BLOCK];
+    let mut next2 = [0u32; BLOCK];
+    let mut k = 0;
+    // Blocks whose x[k+1], x[k+2] neighbours stay inside the row.
+    while k + BLOCK + 2 <= row.len() {
+        let lane = |shift: usize| -> &[u8; BLOCK] {
+            match row[k + shift..k + shift + BLOCK].try_into() {
+                Ok(block) => block,
+                Err(_) => unreachable!("the slice is BLOCK bytes long"),
+            }
+        };
+        let (x0, x1, x2) = (lane(0), lane(1), lane(2));
+        for j in 0..BLOCK {
+            let v = x0[j] as u32;
+            s[j] += v;
+            sq[j] += v * v;
+            next1[j] += v * x1[j] as u32;
+            next2[j] += v * x2[j] as u32;
+        }
+        k += BLOCK;
+    }
+    let mut out = RowSums::default();
+    for j in 0..BLOCK {
+        let c = j % 3;
+        out.channel[c] += s[j] as u64;
+        // RR, GG, BB are cross[0], cross[3], cross[5].
+        out.cross[[0, 3, 5][c]] += sq[j] as u64;
+        match c {
+            0 => {
+                out.cross[1] += next1[j] as u64; // R·G
+                out.cross[2] += next2[j] as u64; // R·B
+            }
+            1 => out.cross[4] += next1[j] as u64, // G·B
+            _ => {}
+        }
+    }
+    for px in row[k..].chunks_exact(3) {
+        let (r, g, b) = (px[0] as u64, px[1] as u64, px[2] as u64);
+        out.channel[0] += r;
+        out.channel[1] += g;
+        out.channel[2] += b;
+        out.cross[0] += r * r;
+        out.cross[1] += r * g;
+        out.cross[2] += r * b;
+        out.cross[3] += g * g;
+        out.cross[4] += g * b;
+        out.cross[5] += b * b;
+    }
+    out
 }
 
 /// Eigen-decomposition of a symmetric 3×3 matrix: eigenvalues in descending order and the matching
@@ -237,6 +318,8 @@ mod tests {
             if i % 2 == 0 { &mut a } else { &mut b }.add_image(im);
         }
         b.merge(&a);
+        b.flush();
+        all.flush();
         assert_eq!(b, all, "split + merge must equal one pass exactly");
         let stats = all.finish().expect("images were added");
         let (mean, cov) = reference(&images, size);
@@ -270,6 +353,53 @@ mod tests {
                 .fold(0.0f64, |a, x| if x.abs() > a.abs() { x } else { a });
             assert!(big > 0.0);
         }
+    }
+
+    /// The plain per-pixel loop the vectorised [`row_sums`] must equal.
+    fn row_sums_reference(row: &[u8]) -> RowSums {
+        let mut out = RowSums::default();
+        for px in row.chunks_exact(3) {
+            let p = [px[0] as u64, px[1] as u64, px[2] as u64];
+            for (total, v) in out.channel.iter_mut().zip(p) {
+                *total += v;
+            }
+            for (k, &(i, j)) in PAIRS.iter().enumerate() {
+                out.cross[k] += p[i] * p[j];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn row_sums_equal_the_plain_loop_at_every_width() {
+        for width in [1usize, 2, 15, 16, 17, 33, 256, 257, 1000] {
+            let row = image(width as u32, width as u32);
+            let row = &row[..width * 3];
+            assert_eq!(row_sums(row), row_sums_reference(row), "width {width}");
+        }
+        let white = vec![255u8; 65536 * 3];
+        assert_eq!(
+            row_sums(&white),
+            row_sums_reference(&white),
+            "widest row must not overflow"
+        );
+    }
+
+    #[test]
+    fn pending_sums_flush_exactly() {
+        let size = 2;
+        let mut acc = StatsAccumulator::new(size);
+        let white = vec![255u8; 12];
+        for _ in 0..1000 {
+            acc.add_image(&white);
+        }
+        let stats = acc.finish().expect("images");
+        assert!(
+            stats.mean_image.iter().all(|&m| m == 255.0),
+            "{:?}",
+            stats.mean_image
+        );
+        assert_eq!(stats.channel_std, [0.0; 3]);
     }
 
     #[test]
