@@ -6,14 +6,21 @@
 //! - [`shards`] (§2): the memory-mappable, checksummed dataset format, its writer and reader.
 //! - [`stats`] (§2, §4.1): the mean image and the RGB covariance eigenbasis for PCA lighting.
 //! - [`build`]: the parallel offline build that ties them together (`build-shards`).
+//! - [`augment`] (§4.1): crops, reflections, PCA lighting, mean subtraction; fused hot loops.
+//! - [`sampler`]: epoch order, distributed ranks, per-sample random draws from (seed, epoch, index).
+//! - [`loader`] (§4.1): the multi-threaded engine that streams augmented batches.
 
+pub mod augment;
 pub mod build;
 pub mod error;
+pub mod loader;
 pub mod prep;
+pub mod sampler;
 pub mod shards;
 pub mod stats;
 
 pub use build::{build, recompute_stats, BuildConfig, BuildSummary};
 pub use error::{Error, Result};
+pub use loader::{Batch, Eigenbasis, Layout, Loader, LoaderConfig, MeanMode};
 pub use shards::{Dataset, Mode};
 pub use stats::Stats;

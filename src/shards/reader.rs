@@ -1,10 +1,13 @@
 //! Opening a dataset: the manifest is validated, every shard is memory-mapped and its header and
 //! record table checked against the manifest (sizes, counts, bounds, table checksum), so that a
-//! record access can never read outside a shard. Record checksums are verified lazily, each time a
-//! record is read through [`Dataset::record`]; [`Dataset::verify`] checks every byte of every file.
+//! record access can never read outside a shard. Record checksums are verified lazily: the first
+//! time a record is read through [`Dataset::record`] (a bit per record remembers it, so later reads
+//! cost nothing); [`Dataset::verify`] checks every byte of every file.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::Mmap;
 
@@ -18,6 +21,8 @@ struct Shard {
     path: PathBuf,
     map: Mmap,
     entries: Vec<Entry>,
+    /// One bit per record: its checksum has been verified.
+    verified: Vec<AtomicU64>,
 }
 
 /// A record as stored: its bytes borrowed from the shard's memory map.
@@ -161,15 +166,20 @@ impl Dataset {
         Ok(self.locate(index)?.1.label)
     }
 
-    /// Record `index`, its CRC-32C checked.
+    /// Record `index`, its CRC-32C checked the first time it is read.
     pub fn record(&self, index: usize) -> Result<RecordRef<'_>> {
         let (shard, e) = self.locate(index)?;
         let bytes = &shard.map[e.offset as usize..(e.offset + e.len) as usize];
-        if crc32c::crc32c(bytes) != e.crc {
-            return Err(Error::format(
-                &shard.path,
-                format!("record {index} (global) fails its checksum: the shard is corrupt — rebuild the dataset"),
-            ));
+        let local = (e.global_index - shard.entries[0].global_index) as usize;
+        let (word, bit) = (&shard.verified[local / 64], 1u64 << (local % 64));
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            if crc32c::crc32c(bytes) != e.crc {
+                return Err(Error::format(
+                    &shard.path,
+                    format!("record {index} fails its checksum: the shard is corrupt — rebuild the dataset"),
+                ));
+            }
+            word.fetch_or(bit, Ordering::Relaxed);
         }
         Ok(RecordRef {
             label: e.label,
@@ -228,8 +238,16 @@ impl Dataset {
                 return Err(Error::format(&p, "checksum does not match the manifest — rebuild the dataset (or --stats-only for mean_image.npy)"));
             }
         }
-        for i in 0..self.len() {
-            self.record(i)?;
+        for shard in &self.shards {
+            for e in &shard.entries {
+                let bytes = &shard.map[e.offset as usize..(e.offset + e.len) as usize];
+                if crc32c::crc32c(bytes) != e.crc {
+                    return Err(Error::format(
+                        &shard.path,
+                        format!("record {} fails its checksum: the shard is corrupt — rebuild the dataset", e.global_index),
+                    ));
+                }
+            }
         }
         Ok(self.len() as u64)
     }
@@ -297,6 +315,9 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
     Ok(Shard {
         path: path.to_path_buf(),
         map,
+        verified: (0..entries.len().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
         entries,
     })
 }

@@ -1,0 +1,611 @@
+//! The engine (paper §4.1: "the transformed images are generated in Python code on the CPU while
+//! the GPU is training on the previous batch of images", so augmentation is "computationally free").
+//!
+//! [`Loader`] owns an opened [`Dataset`] and a pool of batch buffers. Each epoch ([`Loader::iter`])
+//! starts `threads` workers; worker w builds whole batches w, w + W, w + 2W, … into buffers taken
+//! from the pool and sends them through its own bounded channel, so the consumer receives batch k
+//! before k + 1 without any reordering, and a worker blocks when it is `prefetch` batches ahead
+//! (backpressure). A dropped [`Batch`] returns its buffers to the pool: no allocation per batch in
+//! the steady state. Every random choice comes from (seed, epoch, record index), so batches are
+//! bit-identical whatever the thread count. Dropping the epoch iterator, even mid-epoch with
+//! workers blocked, stops and joins every worker.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
+
+use crate::augment::{
+    five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, Normalize, SampleParams,
+};
+use crate::error::{Error, Result};
+use crate::prep::{center_crop_offset, ResizeCrop};
+use crate::sampler::{train_params, Sampler};
+use crate::shards::{Dataset, Mode};
+
+/// Memory layout of a batch's images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// f32, `[N, 3, crop, crop]`, lighting and mean subtraction applied (what the trainer eats).
+    F32Nchw,
+    /// u8, `[N, crop, crop, 3]`, crop and flip only (normalise on the GPU).
+    U8Nhwc,
+}
+
+/// What is subtracted from the f32 output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeanMode {
+    /// The per-pixel mean image, cropped and mirrored with the patch (paper §2).
+    Image,
+    /// Per-channel mean, then division by the per-channel standard deviation.
+    Channel,
+}
+
+/// Principal axes of RGB pixel values for PCA lighting, and the standard deviation along each (in
+/// u8 levels). Lighting adds `eigvecs · (α ⊙ axis_std)` to every pixel of an image.
+///
+/// The paper writes αᵢλᵢ with λᵢ the covariance eigenvalues; in level units that would shift pixels
+/// by hundreds of levels, so implementations (fb.resnet.torch, timm, the constants in
+/// `ImageNet::eigenbasis`) use √λᵢ, the spread along the axis. So do we.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eigenbasis {
+    /// Unit eigenvectors as columns: `eigvecs[row][i]` is component `row` of axis i.
+    pub eigvecs: [[f64; 3]; 3],
+    /// Standard deviation along each axis, levels (√ of the covariance eigenvalues).
+    pub axis_std: [f64; 3],
+}
+
+impl Eigenbasis {
+    /// From a dataset's statistics (covariance eigenvalues in levels²).
+    pub fn from_stats(stats: &crate::stats::Stats) -> Self {
+        Eigenbasis {
+            eigvecs: stats.eigvecs,
+            axis_std: stats.eigvals.map(|v| v.max(0.0).sqrt()),
+        }
+    }
+
+    /// The widely used ImageNet constants (fb.resnet.torch; given for pixels in [0, 1], scaled here
+    /// to levels).
+    pub fn imagenet() -> Self {
+        Eigenbasis {
+            eigvecs: [
+                [-0.5675, 0.7192, 0.4009],
+                [-0.5808, -0.0045, -0.8140],
+                [-0.5836, -0.6948, 0.4203],
+            ],
+            axis_std: [0.2175 * 255.0, 0.0188 * 255.0, 0.0045 * 255.0],
+        }
+    }
+}
+
+/// Loader settings; [`Default`] is the paper's training recipe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderConfig {
+    /// Images per batch (paper §5: 128).
+    pub batch_size: usize,
+    /// Training augmentation (random crop, flip, lighting); `false`: centre crop (or 10-crop).
+    pub train: bool,
+    /// A new random order every epoch.
+    pub shuffle: bool,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Drop the final partial batch.
+    pub drop_last: bool,
+    /// Worker threads; 0 = all cores.
+    pub threads: usize,
+    /// Batches built ahead of the consumer.
+    pub prefetch: usize,
+    /// Output layout.
+    pub layout: Layout,
+    /// Patch side (paper: 224).
+    pub crop: u32,
+    /// Probability of a horizontal mirror in training (paper: 0.5).
+    pub flip: f64,
+    /// σ of the lighting coefficients α (paper: 0.1; 0 disables).
+    pub lighting: f32,
+    /// Mean subtraction for f32 output.
+    pub mean: MeanMode,
+    /// Lighting axes; `None`: the dataset's own.
+    pub eigenbasis: Option<Eigenbasis>,
+    /// Evaluation with the paper's 10 patches per image (`train` must be false).
+    pub ten_crop: bool,
+    /// This process's rank (distributed training).
+    pub rank: usize,
+    /// Number of ranks.
+    pub world_size: usize,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            batch_size: 128,
+            train: true,
+            shuffle: true,
+            seed: 0,
+            drop_last: true,
+            threads: 0,
+            prefetch: 4,
+            layout: Layout::F32Nchw,
+            crop: 224,
+            flip: 0.5,
+            lighting: 0.1,
+            mean: MeanMode::Image,
+            eigenbasis: None,
+            ten_crop: false,
+            rank: 0,
+            world_size: 1,
+        }
+    }
+}
+
+/// A batch's memory, recycled through the loader's pool.
+#[derive(Debug, Default)]
+struct Buffers {
+    f32: Vec<f32>,
+    u8: Vec<u8>,
+    labels: Vec<i64>,
+    indices: Vec<usize>,
+    params: Vec<SampleParams>,
+}
+
+/// One batch. Dropping it returns its buffers to the loader.
+#[derive(Debug)]
+pub struct Batch {
+    index: usize,
+    layout: Layout,
+    shape: [usize; 4],
+    wait: Duration,
+    bufs: Buffers,
+    recycle: Sender<Buffers>,
+}
+
+impl Batch {
+    /// Position of the batch in its epoch.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Layout of [`Batch::images_f32`] / [`Batch::images_u8`].
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// `[N, 3, crop, crop]` (f32) or `[N, crop, crop, 3]` (u8); N = 10 × images with 10-crop.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// The images, when the layout is f32 NCHW.
+    pub fn images_f32(&self) -> Option<&[f32]> {
+        (self.layout == Layout::F32Nchw).then(|| &self.bufs.f32[..self.shape.iter().product()])
+    }
+
+    /// The images, when the layout is u8 NHWC.
+    pub fn images_u8(&self) -> Option<&[u8]> {
+        (self.layout == Layout::U8Nhwc).then(|| &self.bufs.u8[..self.shape.iter().product()])
+    }
+
+    /// One label per image (not per crop).
+    pub fn labels(&self) -> &[i64] {
+        &self.bufs.labels
+    }
+
+    /// The dataset record of each image.
+    pub fn indices(&self) -> &[usize] {
+        &self.bufs.indices
+    }
+
+    /// The augmentation of each output image (10 per image with 10-crop), for checking and debugging.
+    pub fn params(&self) -> &[SampleParams] {
+        &self.bufs.params
+    }
+
+    /// How long the consumer waited for this batch.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // The loader may be gone; then the buffers are simply freed.
+        let _ = self.recycle.send(std::mem::take(&mut self.bufs));
+    }
+}
+
+/// The multi-threaded augmentation engine over one dataset.
+pub struct Loader {
+    dataset: Arc<Dataset>,
+    config: LoaderConfig,
+    epoch: u64,
+    pool_tx: Sender<Buffers>,
+    pool_rx: Receiver<Buffers>,
+    mean_image: Arc<Vec<f32>>,
+    eigenbasis: Eigenbasis,
+    channel: ([f32; 3], [f32; 3]),
+}
+
+impl Loader {
+    /// A loader over `dataset` (its statistics provide the mean and, unless given, the lighting axes).
+    pub fn new(dataset: Arc<Dataset>, config: LoaderConfig) -> Result<Loader> {
+        let size = dataset.size();
+        let usage = |msg: String| Err(Error::Usage(msg));
+        if config.batch_size == 0 {
+            return usage("batch_size must be at least 1".into());
+        }
+        if config.crop == 0 || config.crop > size {
+            return usage(format!(
+                "crop {} must be in 1..={size} (the dataset's image size)",
+                config.crop
+            ));
+        }
+        if config.world_size == 0 || config.rank >= config.world_size {
+            return usage(format!(
+                "rank {} must be below world_size {}",
+                config.rank, config.world_size
+            ));
+        }
+        if config.ten_crop && config.train {
+            return usage("ten_crop is for evaluation: set train = false".into());
+        }
+        if !(0.0..=1.0).contains(&config.flip) || config.lighting.is_nan() || config.lighting < 0.0
+        {
+            return usage("flip must be a probability and lighting σ ≥ 0".into());
+        }
+        let stats = dataset
+            .stats()
+            .ok_or_else(|| Error::Usage("the dataset was opened without statistics".into()))?;
+        let eigenbasis = config
+            .eigenbasis
+            .unwrap_or_else(|| Eigenbasis::from_stats(stats));
+        let channel = (
+            stats.channel_mean.map(|v| v as f32),
+            stats.channel_std.map(|v| v.max(1e-6) as f32),
+        );
+        let mean_image = Arc::new(stats.mean_image.clone());
+        let (pool_tx, pool_rx) = unbounded();
+        Ok(Loader {
+            dataset,
+            config,
+            epoch: 0,
+            pool_tx,
+            pool_rx,
+            mean_image,
+            eigenbasis,
+            channel,
+        })
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.dataset
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// Sets the epoch of the next [`Loader::iter`] (its order and augmentations), as PyTorch's
+    /// `sampler.set_epoch`.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The epoch the next iteration uses.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn sampler(&self) -> Sampler {
+        Sampler {
+            len: self.dataset.len(),
+            shuffle: self.config.shuffle,
+            seed: self.config.seed,
+            rank: self.config.rank,
+            world_size: self.config.world_size,
+        }
+    }
+
+    /// Batches per epoch on this rank.
+    pub fn len(&self) -> usize {
+        let n = self.sampler().epoch_indices(0).len();
+        if self.config.drop_last {
+            n / self.config.batch_size
+        } else {
+            n.div_ceil(self.config.batch_size)
+        }
+    }
+
+    /// True when an epoch has no batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn threads(&self) -> usize {
+        match self.config.threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        }
+    }
+
+    /// Starts the workers for the current epoch and returns its batches in order.
+    pub fn iter(&mut self) -> Epoch<'_> {
+        let indices = Arc::new(self.sampler().epoch_indices(self.epoch));
+        let batches = self.len();
+        let workers = self.threads().min(batches.max(1));
+        let capacity = self.config.prefetch.div_ceil(workers).max(1);
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let job = Arc::new(Job {
+            dataset: self.dataset.clone(),
+            config: self.config.clone(),
+            epoch: self.epoch,
+            indices,
+            mean_image: self.mean_image.clone(),
+            eigenbasis: self.eigenbasis,
+            channel: self.channel,
+        });
+        let mut receivers = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = bounded::<Result<Batch>>(capacity);
+            receivers.push(rx);
+            let job = job.clone();
+            let stop = stop_rx.clone();
+            let pool = (self.pool_tx.clone(), self.pool_rx.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("alexpipe-loader-{w}"))
+                .spawn(move || worker(&job, w, workers, batches, &tx, &stop, &pool));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    let (tx, rx) = bounded(1);
+                    let _ = tx.send(Err(Error::Usage(format!(
+                        "cannot start a loader thread: {e}"
+                    ))));
+                    receivers[w] = rx;
+                }
+            }
+        }
+        Epoch {
+            receivers,
+            next: 0,
+            batches,
+            stop: Some(stop_tx),
+            handles,
+            waited: Duration::ZERO,
+            _loader: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Everything a worker needs for one epoch.
+struct Job {
+    dataset: Arc<Dataset>,
+    config: LoaderConfig,
+    epoch: u64,
+    indices: Arc<Vec<usize>>,
+    mean_image: Arc<Vec<f32>>,
+    eigenbasis: Eigenbasis,
+    channel: ([f32; 3], [f32; 3]),
+}
+
+fn worker(
+    job: &Job,
+    w: usize,
+    workers: usize,
+    batches: usize,
+    tx: &Sender<Result<Batch>>,
+    stop: &Receiver<()>,
+    pool: &(Sender<Buffers>, Receiver<Buffers>),
+) {
+    let mut scratch = Scratch::default();
+    for k in (w..batches).step_by(workers) {
+        if let Err(TryRecvError::Disconnected) = stop.try_recv() {
+            return;
+        }
+        let bufs = pool.1.try_recv().unwrap_or_default();
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job.build(k, bufs, &mut scratch)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Usage(format!(
+                "internal error: the worker building batch {k} panicked"
+            )))
+        });
+        let result = built.map(|(shape, bufs)| Batch {
+            index: k,
+            layout: job.config.layout,
+            shape,
+            wait: Duration::ZERO,
+            bufs,
+            recycle: pool.0.clone(),
+        });
+        select! {
+            send(tx, result) -> sent => if sent.is_err() { return },
+            recv(stop) -> _ => return,
+        }
+    }
+}
+
+/// Per-worker decode state for jpeg and original shards.
+#[derive(Default)]
+struct Scratch {
+    resize: ResizeCrop,
+    pixels: Vec<u8>,
+}
+
+impl Job {
+    /// Builds batch `k` into `bufs`; returns the images' shape.
+    fn build(
+        &self,
+        k: usize,
+        mut bufs: Buffers,
+        scratch: &mut Scratch,
+    ) -> Result<([usize; 4], Buffers)> {
+        let cfg = &self.config;
+        let ds = &self.dataset;
+        let size = ds.size();
+        let crop = cfg.crop as usize;
+        let start = k * cfg.batch_size;
+        let end = (start + cfg.batch_size).min(self.indices.len());
+        let records = &self.indices[start..end];
+        let views = if cfg.ten_crop { 10 } else { 1 };
+        let n = records.len() * views;
+        let per_image = crop * crop * 3;
+        bufs.labels.clear();
+        bufs.indices.clear();
+        bufs.params.clear();
+        match cfg.layout {
+            Layout::F32Nchw => bufs.f32.resize(n * per_image, 0.0),
+            Layout::U8Nhwc => bufs.u8.resize(n * per_image, 0),
+        }
+        let norm = match cfg.mean {
+            MeanMode::Image => Normalize::MeanImage(&self.mean_image),
+            MeanMode::Channel => Normalize::Channel {
+                mean: self.channel.0,
+                std: self.channel.1,
+            },
+        };
+        for (j, &i) in records.iter().enumerate() {
+            let label = ds.label(i)?;
+            let src: &[u8] = if ds.mode() == Mode::Raw {
+                ds.record(i)?.bytes
+            } else {
+                scratch.pixels.resize(size as usize * size as usize * 3, 0);
+                ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
+                &scratch.pixels
+            };
+            bufs.labels.push(label as i64);
+            bufs.indices.push(i);
+            for (v, p) in self.views(i, size).into_iter().take(views).enumerate() {
+                let slot = (j * views + v) * per_image;
+                match cfg.layout {
+                    Layout::F32Nchw => {
+                        let delta = lighting_delta(
+                            &self.eigenbasis.eigvecs,
+                            &self.eigenbasis.axis_std,
+                            p.alpha,
+                        );
+                        let out = &mut bufs.f32[slot..slot + per_image];
+                        fused_f32_nchw(src, size as usize, &p, crop, delta, &norm, out);
+                    }
+                    Layout::U8Nhwc => fused_u8_nhwc(
+                        src,
+                        size as usize,
+                        &p,
+                        crop,
+                        &mut bufs.u8[slot..slot + per_image],
+                    ),
+                }
+                bufs.params.push(p);
+            }
+        }
+        let shape = match cfg.layout {
+            Layout::F32Nchw => [n, 3, crop, crop],
+            Layout::U8Nhwc => [n, crop, crop, 3],
+        };
+        Ok((shape, bufs))
+    }
+
+    /// The patches of record `i`: one random training patch, the centre patch, or the 10 patches.
+    fn views(&self, i: usize, size: u32) -> Vec<SampleParams> {
+        let cfg = &self.config;
+        if cfg.train {
+            return vec![train_params(
+                cfg.seed,
+                self.epoch,
+                i,
+                size,
+                cfg.crop,
+                cfg.flip,
+                cfg.lighting,
+            )];
+        }
+        let plain = |(x, y): (u32, u32), flip: bool| SampleParams {
+            x,
+            y,
+            flip,
+            alpha: [0.0; 3],
+        };
+        if !cfg.ten_crop {
+            let c = center_crop_offset(size, cfg.crop);
+            return vec![plain((c, c), false)];
+        }
+        let five = five_crop_positions(size, cfg.crop);
+        five.iter()
+            .map(|&xy| plain(xy, false))
+            .chain(five.iter().map(|&xy| plain(xy, true)))
+            .collect()
+    }
+}
+
+/// One epoch's batches, in order. Dropping it stops and joins the workers.
+pub struct Epoch<'a> {
+    receivers: Vec<Receiver<Result<Batch>>>,
+    next: usize,
+    batches: usize,
+    stop: Option<Sender<()>>,
+    handles: Vec<JoinHandle<()>>,
+    waited: Duration,
+    _loader: std::marker::PhantomData<&'a mut Loader>,
+}
+
+impl Epoch<'_> {
+    /// Total time the consumer has waited for batches so far (for a data-wait percentage).
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// Batches in this epoch.
+    pub fn batches(&self) -> usize {
+        self.batches
+    }
+}
+
+impl Iterator for Epoch<'_> {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.next >= self.batches {
+            return None;
+        }
+        let rx = &self.receivers[self.next % self.receivers.len()];
+        let t = Instant::now();
+        let got = rx.recv();
+        let wait = t.elapsed();
+        self.waited += wait;
+        self.next += 1;
+        Some(match got {
+            Ok(Ok(mut batch)) => {
+                batch.wait = wait;
+                Ok(batch)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Usage(format!(
+                "loader worker for batch {} stopped unexpectedly",
+                self.next - 1
+            ))),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.batches - self.next;
+        (left, Some(left))
+    }
+}
+
+impl Drop for Epoch<'_> {
+    fn drop(&mut self) {
+        // Closing the stop channel wakes every worker blocked in `select!`; dropping the receivers
+        // makes any pending send fail.
+        self.stop.take();
+        self.receivers.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
