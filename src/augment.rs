@@ -267,8 +267,12 @@ mod tests {
 
     #[test]
     fn fused_kernels_equal_the_plain_composition() {
-        let size = 40;
-        let c = 33;
+        for (size, c) in [(40, 33), (70, 48), (300, 224)] {
+            check_fused(size, c);
+        }
+    }
+
+    fn check_fused(size: usize, c: usize) {
         let src = image(size, 1);
         let mean: Vec<f32> = image(size, 2)
             .iter()
@@ -281,7 +285,13 @@ mod tests {
                 std: [58.0, 57.5, 60.25],
             },
         ];
-        for (x, y, flip) in [(0, 0, false), (7, 3, true), (7, 7, false), (0, 7, true)] {
+        let far = (size - c) as u32;
+        for (x, y, flip) in [
+            (0, 0, false),
+            (far, 3, true),
+            (far, far, false),
+            (0, far, true),
+        ] {
             let p = SampleParams {
                 x,
                 y,
