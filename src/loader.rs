@@ -310,7 +310,7 @@ impl Loader {
 
     /// Batches per epoch on this rank.
     pub fn len(&self) -> usize {
-        let n = self.sampler().epoch_indices(0).len();
+        let n = self.sampler().samples_per_rank();
         if self.config.drop_last {
             n / self.config.batch_size
         } else {

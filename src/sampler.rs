@@ -41,6 +41,14 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// Number of indices [`Sampler::epoch_indices`] returns.
+    pub fn samples_per_rank(&self) -> usize {
+        match self.world_size.max(1) {
+            1 => self.len,
+            world => self.len.div_ceil(world),
+        }
+    }
+
     /// The record indices of `epoch` for this rank. With several ranks, the epoch's order is padded
     /// by repeating its first indices until it divides evenly (as PyTorch's `DistributedSampler`
     /// with `drop_last=False`), then rank r takes positions r, r + world, r + 2·world, …: the ranks'
@@ -141,6 +149,14 @@ mod tests {
                 .collect();
             let per = len.div_ceil(world);
             assert!(parts.iter().all(|p| p.len() == per));
+            let s = Sampler {
+                len,
+                shuffle: true,
+                seed: 1,
+                rank: 0,
+                world_size: world,
+            };
+            assert_eq!(s.samples_per_rank(), per);
             let mut all: Vec<usize> = parts.concat();
             all.sort();
             let padding = per * world - len;

@@ -387,3 +387,58 @@ fn dropping_mid_epoch_stops_every_worker() {
         "the loader hung on drop"
     );
 }
+
+/// Replaces record `local` of a jpeg-mode shard with undecodable bytes of the same length and fixes
+/// every checksum that covers it, so only the decoder can notice.
+fn poison_jpeg_record(shard: &Path, local: usize) {
+    let mut b = std::fs::read(shard).expect("read shard");
+    let u64_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let count = u64_at(&b, 16) as usize;
+    let entry = 64 + 32 * local;
+    let (off, len) = (u64_at(&b, entry) as usize, u64_at(&b, entry + 8) as usize);
+    // Keep the SOI marker so it is still taken for a JPEG; the rest is garbage.
+    for (k, v) in b[off + 2..off + len].iter_mut().enumerate() {
+        *v = (k * 7 + 3) as u8;
+    }
+    let rec_crc = crc32c::crc32c(&b[off..off + len]);
+    b[entry + 20..entry + 24].copy_from_slice(&rec_crc.to_le_bytes());
+    let table_crc = crc32c::crc32c(&b[64..64 + 32 * count]);
+    b[56..60].copy_from_slice(&table_crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&b[0..60]);
+    b[60..64].copy_from_slice(&header_crc.to_le_bytes());
+    std::fs::write(shard, b).expect("write shard");
+}
+
+#[test]
+fn an_undecodable_jpeg_record_is_an_error_naming_shard_and_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = dataset(dir.path(), Mode::Jpeg);
+    drop(ds);
+    poison_jpeg_record(&dir.path().join("jpeg/shard-00000.bin"), 2);
+    let ds = Arc::new(Dataset::open(dir.path().join("jpeg")).expect("checksums are consistent"));
+    let mut loader = Loader::new(
+        ds,
+        LoaderConfig {
+            shuffle: false,
+            ..config(2)
+        },
+    )
+    .expect("loader");
+    let results: Vec<_> = loader.iter().collect();
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("shard-00000.bin") && errors[0].contains("record 2"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        results[1..].iter().all(|r| r.is_ok()),
+        "later batches are unaffected"
+    );
+}
