@@ -21,6 +21,6 @@ pub mod stats;
 
 pub use build::{build, recompute_stats, BuildConfig, BuildSummary};
 pub use error::{Error, Result};
-pub use loader::{Batch, Eigenbasis, Layout, Loader, LoaderConfig, MeanMode};
+pub use loader::{Batch, Eigenbasis, Epoch, Layout, Loader, LoaderConfig, MeanMode, Next};
 pub use shards::{Dataset, Mode};
 pub use stats::Stats;

@@ -332,8 +332,9 @@ impl Loader {
         }
     }
 
-    /// Starts the workers for the current epoch and returns its batches in order.
-    pub fn iter(&mut self) -> Epoch<'_> {
+    /// Starts the workers for the current epoch and returns its batches in order. The epoch owns
+    /// what it needs: it can outlive this borrow and move to another thread (e.g. a Python iterator).
+    pub fn iter(&self) -> Epoch {
         let indices = Arc::new(self.sampler().epoch_indices(self.epoch));
         let batches = self.len();
         let workers = self.threads().min(batches.max(1));
@@ -377,7 +378,6 @@ impl Loader {
             stop: Some(stop_tx),
             handles,
             waited: Duration::ZERO,
-            _loader: std::marker::PhantomData,
         }
     }
 }
@@ -544,17 +544,54 @@ impl Job {
 }
 
 /// One epoch's batches, in order. Dropping it stops and joins the workers.
-pub struct Epoch<'a> {
+pub struct Epoch {
     receivers: Vec<Receiver<Result<Batch>>>,
     next: usize,
     batches: usize,
     stop: Option<Sender<()>>,
     handles: Vec<JoinHandle<()>>,
     waited: Duration,
-    _loader: std::marker::PhantomData<&'a mut Loader>,
 }
 
-impl Epoch<'_> {
+/// What [`Epoch::next_within`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// The next batch, or the error that replaced it.
+    Batch(Result<Batch>),
+    /// The epoch is over.
+    End,
+    /// Not ready within the timeout; ask again.
+    Pending,
+}
+
+impl Epoch {
+    /// Like [`Iterator::next`], but gives up after `timeout` (so a caller can handle signals, e.g.
+    /// Ctrl-C in Python, while waiting).
+    pub fn next_within(&mut self, timeout: Duration) -> Next {
+        if self.next >= self.batches {
+            return Next::End;
+        }
+        let rx = &self.receivers[self.next % self.receivers.len()];
+        let t = Instant::now();
+        let got = rx.recv_timeout(timeout);
+        let wait = t.elapsed();
+        self.waited += wait;
+        let result = match got {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Next::Pending,
+            Ok(Ok(mut batch)) => {
+                batch.wait = wait;
+                Ok(batch)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Usage(format!(
+                "loader worker for batch {} stopped unexpectedly",
+                self.next
+            ))),
+        };
+        self.next += 1;
+        Next::Batch(result)
+    }
+
     /// Total time the consumer has waited for batches so far (for a data-wait percentage).
     pub fn waited(&self) -> Duration {
         self.waited
@@ -566,30 +603,17 @@ impl Epoch<'_> {
     }
 }
 
-impl Iterator for Epoch<'_> {
+impl Iterator for Epoch {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Result<Batch>> {
-        if self.next >= self.batches {
-            return None;
-        }
-        let rx = &self.receivers[self.next % self.receivers.len()];
-        let t = Instant::now();
-        let got = rx.recv();
-        let wait = t.elapsed();
-        self.waited += wait;
-        self.next += 1;
-        Some(match got {
-            Ok(Ok(mut batch)) => {
-                batch.wait = wait;
-                Ok(batch)
+        loop {
+            match self.next_within(Duration::from_secs(3600)) {
+                Next::Batch(b) => return Some(b),
+                Next::End => return None,
+                Next::Pending => continue,
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Usage(format!(
-                "loader worker for batch {} stopped unexpectedly",
-                self.next - 1
-            ))),
-        })
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -598,7 +622,7 @@ impl Iterator for Epoch<'_> {
     }
 }
 
-impl Drop for Epoch<'_> {
+impl Drop for Epoch {
     fn drop(&mut self) {
         // Closing the stop channel wakes every worker blocked in `select!`; dropping the receivers
         // makes any pending send fail.

@@ -73,7 +73,7 @@ fn batches_equal_the_plain_reference() {
     let ds = dataset(dir.path(), Mode::Raw);
     let stats = ds.stats().expect("stats").clone();
     let basis = Eigenbasis::from_stats(&stats);
-    let mut loader = Loader::new(ds.clone(), config(2)).expect("loader");
+    let loader = Loader::new(ds.clone(), config(2)).expect("loader");
     let (s, c) = (SIZE as usize, CROP as usize);
     let mut lit = 0;
     for batch in loader.iter() {
@@ -109,7 +109,7 @@ fn u8_layout_channel_mean_eval_and_ten_crop() {
     let ds = dataset(dir.path(), Mode::Raw);
     let (s, c) = (SIZE as usize, CROP as usize);
     // u8 NHWC: crop + flip only.
-    let mut loader = Loader::new(
+    let loader = Loader::new(
         ds.clone(),
         LoaderConfig {
             layout: Layout::U8Nhwc,
@@ -137,7 +137,7 @@ fn u8_layout_channel_mean_eval_and_ten_crop() {
         mean: MeanMode::Channel,
         ..config(2)
     };
-    let mut loader = Loader::new(ds.clone(), eval.clone()).expect("loader");
+    let loader = Loader::new(ds.clone(), eval.clone()).expect("loader");
     let stats = ds.stats().expect("stats");
     let mut seen = Vec::new();
     for batch in loader.iter() {
@@ -160,7 +160,7 @@ fn u8_layout_channel_mean_eval_and_ten_crop() {
         "sequential, and drop_last=false keeps the tail"
     );
     // 10-crop: corners, centre, then mirrored, for every image.
-    let mut loader = Loader::new(
+    let loader = Loader::new(
         ds.clone(),
         LoaderConfig {
             ten_crop: true,
@@ -289,7 +289,7 @@ fn a_corrupt_record_is_an_error_naming_shard_and_record() {
     bytes[last] ^= 0xFF; // the last record of shard 1 (dataset record 15)
     std::fs::write(&shard, &bytes).expect("write");
     let ds = Arc::new(Dataset::open(dir.path().join("raw")).expect("tables are intact"));
-    let mut loader = Loader::new(
+    let loader = Loader::new(
         ds.clone(),
         LoaderConfig {
             shuffle: false,
@@ -417,7 +417,7 @@ fn an_undecodable_jpeg_record_is_an_error_naming_shard_and_record() {
     drop(ds);
     poison_jpeg_record(&dir.path().join("jpeg/shard-00000.bin"), 2);
     let ds = Arc::new(Dataset::open(dir.path().join("jpeg")).expect("checksums are consistent"));
-    let mut loader = Loader::new(
+    let loader = Loader::new(
         ds,
         LoaderConfig {
             shuffle: false,

@@ -1,0 +1,23 @@
+"""alexpipe — AlexNet's data pipeline (Krizhevsky, Sutskever & Hinton, 2012) as a fast engine.
+
+Build shards once (paper §2), then stream augmented batches (§4.1) into PyTorch or anything that
+takes numpy arrays::
+
+    import alexpipe
+    alexpipe.build_shards("images/", "shards/")          # ImageFolder layout or a list file
+    loader = alexpipe.Loader("shards/", batch_size=128)   # the paper's augmentation by default
+    for epoch in range(90):
+        loader.set_epoch(epoch)
+        for images, labels in loader:                     # float32 [128, 3, 224, 224], int64 [128]
+            ...
+
+The images array views the engine's batch buffer without a copy; the buffer goes back to the
+engine when the array is garbage-collected (keep a reference, or ``.copy()``, to hold a batch
+longer). Errors raise ``AlexpipeError`` (or ``ValueError`` for bad arguments) naming the shard and
+record. ``alexpipe.torch`` yields torch tensors.
+"""
+
+from ._alexpipe import AlexpipeError, Dataset, Loader, build_shards
+
+__all__ = ["AlexpipeError", "Dataset", "Loader", "build_shards"]
+__version__ = "0.1.0"

@@ -1,0 +1,102 @@
+"""Type stubs for the compiled engine (alexpipe._alexpipe)."""
+
+from os import PathLike
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Path = Union[str, PathLike[str]]
+
+class AlexpipeError(RuntimeError):
+    """A dataset or build error; the message names the file (and record) and the fix."""
+
+def build_shards(
+    input: _Path,
+    out: _Path,
+    size: int = 256,
+    mode: str = "raw",
+    threads: Optional[int] = None,
+    strict: bool = False,
+    progress: bool = True,
+    quality: int = 90,
+    draft: bool = False,
+    shard_size: int = 1024,
+    root: Optional[_Path] = None,
+) -> Dict[str, Any]:
+    """Builds a dataset (paper §2) from an image folder or a list file; returns a summary dict with
+    out, inputs, records, rejected, rejects [(path, reason, detail)], classes, class_counts,
+    threads, elapsed_secs. Releases the GIL while building."""
+
+class Dataset:
+    """An opened alexpipe dataset."""
+
+    def __init__(self, path: _Path) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> Tuple[npt.NDArray[np.uint8], int]:
+        """(size x size x 3 uint8 pixels, label)."""
+    @property
+    def classes(self) -> List[str]: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def mean_image(self) -> npt.NDArray[np.float32]:
+        """(size, size, 3) float32, u8 levels."""
+    @property
+    def channel_mean(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def channel_std(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def covariance(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def eigvals(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def eigvecs(self) -> npt.NDArray[np.float64]:
+        """Unit eigenvectors as columns."""
+    def verify(self) -> int:
+        """Checks every checksum; returns the number of records checked."""
+
+class Loader:
+    """The engine: iterate for (images, labels) numpy batches (plus a parameter dict if debug)."""
+
+    def __init__(
+        self,
+        source: Union[_Path, Dataset],
+        batch_size: int = 128,
+        train: bool = True,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        threads: Optional[int] = None,
+        prefetch: int = 4,
+        layout: str = "f32_nchw",
+        crop: int = 224,
+        flip: float = 0.5,
+        lighting: float = 0.1,
+        mean: str = "image",
+        ten_crop: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        eigvecs: Optional[Sequence[Sequence[float]]] = None,
+        axis_std: Optional[Sequence[float]] = None,
+        debug: bool = False,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def dataset(self) -> Dataset: ...
+    def drain_epoch(self) -> Tuple[int, float]:
+        """Runs the current epoch inside Rust (no Python per batch); returns (images, seconds)."""
+    def __iter__(self) -> LoaderIter: ...
+
+class LoaderIter(Iterator[Tuple[Any, ...]]):
+    def __next__(self) -> Tuple[Any, ...]: ...
+    @property
+    def waited(self) -> float:
+        """Seconds spent waiting for batches so far in this epoch."""

@@ -1,0 +1,45 @@
+"""PyTorch helper: the alexpipe Loader yielding torch tensors.
+
+``torch.from_numpy`` shares the engine's buffer (no copy). With ``device="cuda"`` each batch is
+copied to pinned host memory (when ``pin_memory``) and sent with a non-blocking copy, so the copy of
+batch k+1 overlaps the computation on batch k.
+
+Importable only when torch is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Tuple
+
+import torch
+
+from . import Loader
+
+__all__ = ["TorchLoader"]
+
+
+class TorchLoader:
+    """Wraps :class:`alexpipe.Loader` (same arguments) and yields ``(images, labels)`` tensors."""
+
+    def __init__(self, source, *, device: Optional[str] = None, pin_memory: bool = False, **loader_args):
+        self.loader = Loader(source, **loader_args)
+        self.device = torch.device(device) if device is not None else None
+        self.pin_memory = pin_memory
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch of the next iteration (order and augmentation)."""
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels, *_ in self.loader:
+            x = torch.from_numpy(images)
+            y = torch.from_numpy(labels)
+            if self.pin_memory:
+                x, y = x.pin_memory(), y.pin_memory()
+            if self.device is not None:
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+            yield x, y

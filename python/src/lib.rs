@@ -1,0 +1,493 @@
+//! `alexpipe._alexpipe`: the engine for Python. Batches reach numpy without a copy: each images
+//! array views the Rust batch buffer and keeps it alive; when the array is garbage-collected the
+//! buffer goes back to the loader's pool. The GIL is released while building shards and while
+//! waiting for a batch; Ctrl-C raises `KeyboardInterrupt` within 0.1 s.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alexpipe::{Eigenbasis, Layout, MeanMode, Mode, Next};
+use numpy::ndarray::{ArrayView, Ix4};
+use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
+use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pyo3::create_exception!(
+    _alexpipe,
+    AlexpipeError,
+    PyRuntimeError,
+    "A dataset or build error; the message names the file (and record) and the fix."
+);
+
+fn to_py(e: alexpipe::Error) -> PyErr {
+    match e {
+        alexpipe::Error::Usage(m) => PyValueError::new_err(m),
+        other => AlexpipeError::new_err(other.to_string()),
+    }
+}
+
+fn parse_mode(mode: &str) -> PyResult<Mode> {
+    match mode {
+        "raw" => Ok(Mode::Raw),
+        "jpeg" => Ok(Mode::Jpeg),
+        "original" => Ok(Mode::Original),
+        other => Err(PyValueError::new_err(format!(
+            "mode {other:?}: use \"raw\", \"jpeg\" or \"original\""
+        ))),
+    }
+}
+
+/// Builds an alexpipe dataset (paper §2: short side to `size`, centre crop, statistics) from an
+/// image folder (one sub-folder per class) or a `path label` list file. Returns a summary dict.
+#[pyfunction]
+#[pyo3(signature = (input, out, size=256, mode="raw", threads=None, strict=false, progress=true,
+                    quality=90, draft=false, shard_size=1024, root=None))]
+#[allow(clippy::too_many_arguments)]
+fn build_shards<'py>(
+    py: Python<'py>,
+    input: PathBuf,
+    out: PathBuf,
+    size: u32,
+    mode: &str,
+    threads: Option<usize>,
+    strict: bool,
+    progress: bool,
+    quality: u8,
+    draft: bool,
+    shard_size: u64,
+    root: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut cfg = alexpipe::BuildConfig::new(input, out);
+    cfg.size = size;
+    cfg.mode = parse_mode(mode)?;
+    cfg.threads = threads;
+    cfg.strict = strict;
+    cfg.quality = quality;
+    cfg.draft = draft;
+    cfg.shard_size = shard_size;
+    cfg.root = root;
+    let summary = py
+        .detach(|| {
+            let bar = if progress {
+                indicatif::ProgressBar::new(0)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let start = std::time::Instant::now();
+            let (inputs, kind) = alexpipe::build::discover(&cfg)?;
+            bar.set_length(inputs.sources.len() as u64);
+            let r = alexpipe::build::build_inputs(&cfg, inputs, kind, start, &|n| bar.inc(n));
+            bar.finish_and_clear();
+            r
+        })
+        .map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("out", summary.out.display().to_string())?;
+    d.set_item("inputs", summary.inputs)?;
+    d.set_item("records", summary.manifest.num_records)?;
+    d.set_item("rejected", summary.manifest.rejected)?;
+    let rejects: Vec<(String, &str, String)> = summary
+        .rejects
+        .iter()
+        .map(|(p, r)| (p.display().to_string(), r.kind(), r.detail()))
+        .collect();
+    d.set_item("rejects", rejects)?;
+    d.set_item("classes", summary.manifest.classes.clone())?;
+    d.set_item("class_counts", summary.manifest.class_counts.clone())?;
+    d.set_item("threads", summary.threads)?;
+    d.set_item("elapsed_secs", summary.elapsed_secs)?;
+    Ok(d)
+}
+
+/// An opened alexpipe dataset: `len(ds)`, `ds[i] -> (uint8 array HWC, label)`, and its statistics.
+#[pyclass(frozen, module = "alexpipe._alexpipe")]
+struct Dataset {
+    inner: Arc<alexpipe::Dataset>,
+}
+
+#[pymethods]
+impl Dataset {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py
+            .detach(|| alexpipe::Dataset::open(&path))
+            .map_err(to_py)?;
+        Ok(Dataset {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// `(pixels, label)`: a `size`×`size`×3 uint8 array (a copy) and the class index.
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        index: isize,
+    ) -> PyResult<(Bound<'py, PyArray3<u8>>, i64)> {
+        let n = self.inner.len() as isize;
+        let i = if index < 0 { index + n } else { index };
+        if i < 0 || i >= n {
+            return Err(PyIndexError::new_err(format!(
+                "record {index} out of range for {n} records"
+            )));
+        }
+        let s = self.inner.size() as usize;
+        let mut pixels = vec![0u8; s * s * 3];
+        let label = py
+            .detach(|| {
+                self.inner.read_pixels(
+                    i as usize,
+                    &mut alexpipe::prep::ResizeCrop::new(),
+                    &mut pixels,
+                )
+            })
+            .map_err(to_py)?;
+        let array = PyArray1::from_vec(py, pixels).reshape([s, s, 3])?;
+        Ok((array, label as i64))
+    }
+
+    /// Class names; label i is `classes[i]`.
+    #[getter]
+    fn classes(&self) -> Vec<String> {
+        self.inner.classes().to_vec()
+    }
+
+    /// `"raw"`, `"jpeg"` or `"original"`.
+    #[getter]
+    fn mode(&self) -> &'static str {
+        self.inner.mode().name()
+    }
+
+    /// Side length of the stored images.
+    #[getter]
+    fn size(&self) -> u32 {
+        self.inner.size()
+    }
+
+    /// The dataset directory.
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.dir().display().to_string()
+    }
+
+    /// Per-pixel mean image, float32 (size, size, 3), u8 levels (paper §2).
+    #[getter]
+    fn mean_image<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray3<f32>>> {
+        let stats = self.stats()?;
+        let s = stats.size as usize;
+        PyArray1::from_slice(py, &stats.mean_image).reshape([s, s, 3])
+    }
+
+    /// Per-channel mean (R, G, B), levels.
+    #[getter]
+    fn channel_mean<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(PyArray1::from_slice(py, &self.stats()?.channel_mean))
+    }
+
+    /// Per-channel population standard deviation, levels.
+    #[getter]
+    fn channel_std<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(PyArray1::from_slice(py, &self.stats()?.channel_std))
+    }
+
+    /// RGB covariance (3, 3), levels².
+    #[getter]
+    fn covariance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let c = self.stats()?.covariance;
+        Ok(PyArray2::from_vec2(py, c.map(|r| r.to_vec()).as_ref())?)
+    }
+
+    /// Covariance eigenvalues, descending, levels² (paper §4.1 λ).
+    #[getter]
+    fn eigvals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(PyArray1::from_slice(py, &self.stats()?.eigvals))
+    }
+
+    /// Unit eigenvectors as columns (3, 3) (paper §4.1 p).
+    #[getter]
+    fn eigvecs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let v = self.stats()?.eigvecs;
+        Ok(PyArray2::from_vec2(py, v.map(|r| r.to_vec()).as_ref())?)
+    }
+
+    /// Checks every checksum of every file; returns the number of records checked.
+    fn verify(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.verify()).map_err(to_py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "alexpipe.Dataset({:?}, {} records, {} classes, mode={}, size={})",
+            self.inner.dir().display().to_string(),
+            self.inner.len(),
+            self.inner.classes().len(),
+            self.inner.mode().name(),
+            self.inner.size()
+        )
+    }
+}
+
+impl Dataset {
+    fn stats(&self) -> PyResult<&alexpipe::Stats> {
+        self.inner
+            .stats()
+            .ok_or_else(|| AlexpipeError::new_err("the dataset has no statistics"))
+    }
+}
+
+/// Keeps a batch alive while numpy arrays view its images.
+#[pyclass(frozen, module = "alexpipe._alexpipe")]
+struct BatchBuffer {
+    batch: alexpipe::Batch,
+}
+
+/// The engine: an iterable of `(images, labels)` batches (plus a dict of per-image augmentation
+/// parameters with `debug=True`). See the package docs for every option.
+#[pyclass(module = "alexpipe._alexpipe")]
+struct Loader {
+    inner: alexpipe::Loader,
+    debug: bool,
+}
+
+#[pymethods]
+impl Loader {
+    #[new]
+    #[pyo3(signature = (source, batch_size=128, train=true, seed=0, shuffle=true, drop_last=true,
+                        threads=None, prefetch=4, layout="f32_nchw", crop=224, flip=0.5, lighting=0.1,
+                        mean="image", ten_crop=false, rank=0, world_size=1, eigvecs=None, axis_std=None,
+                        debug=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        batch_size: usize,
+        train: bool,
+        seed: u64,
+        shuffle: bool,
+        drop_last: bool,
+        threads: Option<usize>,
+        prefetch: usize,
+        layout: &str,
+        crop: u32,
+        flip: f64,
+        lighting: f32,
+        mean: &str,
+        ten_crop: bool,
+        rank: usize,
+        world_size: usize,
+        eigvecs: Option<[[f64; 3]; 3]>,
+        axis_std: Option<[f64; 3]>,
+        debug: bool,
+    ) -> PyResult<Self> {
+        let dataset = match source.cast::<Dataset>() {
+            Ok(ds) => ds.get().inner.clone(),
+            Err(_) => {
+                let path: PathBuf = source.extract()?;
+                Arc::new(
+                    py.detach(|| alexpipe::Dataset::open(&path))
+                        .map_err(to_py)?,
+                )
+            }
+        };
+        let layout = match layout {
+            "f32_nchw" => Layout::F32Nchw,
+            "u8_nhwc" => Layout::U8Nhwc,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "layout {other:?}: use \"f32_nchw\" or \"u8_nhwc\""
+                )))
+            }
+        };
+        let mean = match mean {
+            "image" => MeanMode::Image,
+            "channel" => MeanMode::Channel,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "mean {other:?}: use \"image\" or \"channel\""
+                )))
+            }
+        };
+        let eigenbasis = match (eigvecs, axis_std) {
+            (Some(eigvecs), Some(axis_std)) => Some(Eigenbasis { eigvecs, axis_std }),
+            (None, None) => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give both eigvecs and axis_std, or neither",
+                ))
+            }
+        };
+        let config = alexpipe::LoaderConfig {
+            batch_size,
+            train,
+            shuffle,
+            seed,
+            drop_last,
+            threads: threads.unwrap_or(0),
+            prefetch,
+            layout,
+            crop,
+            flip,
+            lighting,
+            mean,
+            eigenbasis,
+            ten_crop,
+            rank,
+            world_size,
+        };
+        let inner = alexpipe::Loader::new(dataset, config).map_err(to_py)?;
+        Ok(Loader { inner, debug })
+    }
+
+    /// Batches per epoch.
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Sets the epoch of the next iteration (order and augmentation), as `DistributedSampler.set_epoch`.
+    fn set_epoch(&mut self, epoch: u64) {
+        self.inner.set_epoch(epoch);
+    }
+
+    /// The epoch the next iteration uses.
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    /// The dataset being read.
+    #[getter]
+    fn dataset(&self) -> Dataset {
+        Dataset {
+            inner: self.inner.dataset().clone(),
+        }
+    }
+
+    /// Runs the current epoch inside Rust, dropping each batch (the engine without Python, for
+    /// benchmarks). Returns `(images, seconds)`.
+    fn drain_epoch(&self, py: Python<'_>) -> PyResult<(usize, f64)> {
+        py.detach(|| {
+            let t = std::time::Instant::now();
+            let mut images = 0;
+            for batch in self.inner.iter() {
+                images += batch?.shape()[0];
+            }
+            Ok((images, t.elapsed().as_secs_f64()))
+        })
+        .map_err(to_py)
+    }
+
+    fn __iter__(&self) -> LoaderIter {
+        LoaderIter {
+            epoch: Some(self.inner.iter()),
+            debug: self.debug,
+        }
+    }
+}
+
+/// One epoch of a [`Loader`].
+#[pyclass(module = "alexpipe._alexpipe")]
+struct LoaderIter {
+    epoch: Option<alexpipe::Epoch>,
+    debug: bool,
+}
+
+#[pymethods]
+impl LoaderIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(epoch) = self.epoch.as_mut() else {
+            return Ok(None);
+        };
+        let batch = loop {
+            match py.detach(|| epoch.next_within(Duration::from_millis(100))) {
+                Next::Pending => py.check_signals()?,
+                Next::End => {
+                    self.epoch = None;
+                    return Ok(None);
+                }
+                Next::Batch(b) => break b.map_err(to_py)?,
+            }
+        };
+        let labels = PyArray1::from_slice(py, batch.labels());
+        let info = if self.debug {
+            Some(params_dict(py, &batch)?)
+        } else {
+            None
+        };
+        let shape = batch.shape();
+        let holder = Bound::new(py, BatchBuffer { batch })?;
+        let b = &holder.get().batch;
+        let images = match (b.images_f32(), b.images_u8()) {
+            (Some(f), _) => {
+                let view = ArrayView::<f32, Ix4>::from_shape(shape, f)
+                    .map_err(|e| AlexpipeError::new_err(e.to_string()))?;
+                // SAFETY: the view borrows the buffer owned by `holder`, which the array keeps alive
+                // as its base object; nothing else writes the buffer while the batch is held.
+                unsafe { PyArray::borrow_from_array(&view, holder.clone().into_any()) }.into_any()
+            }
+            (None, Some(u)) => {
+                let view = ArrayView::<u8, Ix4>::from_shape(shape, u)
+                    .map_err(|e| AlexpipeError::new_err(e.to_string()))?;
+                // SAFETY: as above.
+                unsafe { PyArray::borrow_from_array(&view, holder.clone().into_any()) }.into_any()
+            }
+            (None, None) => return Err(AlexpipeError::new_err("batch has no images")),
+        };
+        let tuple = match info {
+            Some(info) => (images, labels, info).into_pyobject(py)?.into_any(),
+            None => (images, labels).into_pyobject(py)?.into_any(),
+        };
+        Ok(Some(tuple))
+    }
+
+    /// Seconds the consumer has waited for batches in this epoch (a data-wait measure).
+    #[getter]
+    fn waited(&self) -> f64 {
+        self.epoch
+            .as_ref()
+            .map_or(0.0, |e| e.waited().as_secs_f64())
+    }
+}
+
+fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<'py, PyDict>> {
+    let p = batch.params();
+    let d = PyDict::new(py);
+    d.set_item(
+        "indices",
+        PyArray1::from_vec(py, batch.indices().iter().map(|&i| i as i64).collect()),
+    )?;
+    d.set_item(
+        "x",
+        PyArray1::from_vec(py, p.iter().map(|q| q.x as i64).collect()),
+    )?;
+    d.set_item(
+        "y",
+        PyArray1::from_vec(py, p.iter().map(|q| q.y as i64).collect()),
+    )?;
+    d.set_item(
+        "flip",
+        PyArray1::from_vec(py, p.iter().map(|q| q.flip).collect()),
+    )?;
+    let alpha: Vec<Vec<f32>> = p.iter().map(|q| q.alpha.to_vec()).collect();
+    d.set_item("alpha", PyArray2::from_vec2(py, &alpha)?)?;
+    d.set_item("wait", batch.wait().as_secs_f64())?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _alexpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(build_shards, m)?)?;
+    m.add_class::<Dataset>()?;
+    m.add_class::<Loader>()?;
+    m.add_class::<LoaderIter>()?;
+    m.add("AlexpipeError", m.py().get_type::<AlexpipeError>())?;
+    Ok(())
+}
