@@ -56,7 +56,10 @@ def main():
     print(f"{'layout':<10} {'rust':>8} {'python':>8} {'python/rust':>12} {'torch':>8} {'peer':>8}")
     for layout in ("f32_nchw", "u8_nhwc"):
         loader = alexpipe.Loader(shards, threads=args.threads, layout=layout)
-        rate_rust(loader, 1)  # warm-up: fills the buffer pool, verifies checksums once
+        # Warm-up, both ways: fills the buffer pool (a Python consumer holds one batch more while the
+        # next arrives) and verifies each record's checksum once.
+        rate_rust(loader, 1)
+        rate_python(loader, 1)
         rust = rate_rust(loader, args.epochs)
         python = rate_python(loader, args.epochs)
         torch_rate = peer = float("nan")
@@ -64,6 +67,7 @@ def main():
             from alexpipe.torch import TorchLoader
 
             tl = TorchLoader(shards, threads=args.threads, layout=layout)
+            rate_python(tl, 1)
             torch_rate = rate_python(tl, args.epochs)
             what = "array-f32" if layout == "f32_nchw" else "array-u8"
             out = subprocess.run(
@@ -73,7 +77,7 @@ def main():
             peer = __import__("json").loads(out.stdout)["images_per_s"]
         except ImportError:
             pass
-        print(f"{layout:<10} {rust:>8.0} {python:>8.0} {python / rust:>11.0%} {torch_rate:>8.0} {peer:>8.0}")
+        print(f"{layout:<10} {rust:>8.0f} {python:>8.0f} {python / rust:>11.0%} {torch_rate:>8.0f} {peer:>8.0f}")
 
 
 if __name__ == "__main__":
