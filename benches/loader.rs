@@ -9,27 +9,16 @@
 //! `cargo bench --bench loader` (after `scripts/setup.sh`). Options after `--`: `--count N` corpus
 //! size (default 1000), `--epochs E` timed epochs per measurement after one warm-up epoch (default 3).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+use common::{arg, root};
+
 use alexpipe::augment::{fused_f32_nchw, fused_u8_nhwc, lighting_delta, Normalize};
 use alexpipe::sampler::train_params;
 use alexpipe::{build, BuildConfig, Dataset, Layout, Loader, LoaderConfig, Mode};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The benchmark corpus (benches/make_corpus.py) built into shards of `mode`, reused when present.
 fn shards(count: usize, mode: Mode) -> Arc<Dataset> {

@@ -191,15 +191,7 @@ mod tests {
     use super::*;
 
     fn image(size: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(2654435761).wrapping_add(7);
-        (0..size * size * 3)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x >> 24) as u8
-            })
-            .collect()
+        crate::test_pixels::noise(size * size * 3, seed)
     }
 
     #[test]

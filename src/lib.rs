@@ -18,6 +18,8 @@ pub mod prep;
 pub mod sampler;
 pub mod shards;
 pub mod stats;
+#[cfg(test)]
+mod test_pixels;
 
 pub use build::{build, recompute_stats, BuildConfig, BuildSummary};
 pub use error::{Error, Result};

@@ -268,15 +268,7 @@ mod tests {
     use super::*;
 
     fn image(size: u32, seed: u32) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..size * size * 3)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x >> 24) as u8
-            })
-            .collect()
+        crate::test_pixels::noise((size * size * 3) as usize, seed)
     }
 
     /// A plain f64 two-pass reference.

@@ -60,6 +60,15 @@ fn epoch(loader: &mut Loader, epoch: u64) -> Vec<BatchData> {
         .collect()
 }
 
+/// The messages of the errors among an epoch's results.
+fn error_messages(results: &[alexpipe::Result<alexpipe::Batch>]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.to_string())
+        .collect()
+}
+
 fn pixels(ds: &Dataset, i: usize) -> Vec<u8> {
     let mut out = vec![0u8; (SIZE * SIZE * 3) as usize];
     ds.read_pixels(i, &mut ResizeCrop::new(), &mut out)
@@ -303,11 +312,7 @@ fn a_corrupt_record_is_an_error_naming_shard_and_record() {
         ds.len() / 4,
         "no short or missing batch: the bad one is an error"
     );
-    let errors: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .map(|e| e.to_string())
-        .collect();
+    let errors = error_messages(&results);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].contains("shard-00001.bin") && errors[0].contains("record 15"),
@@ -426,11 +431,7 @@ fn an_undecodable_jpeg_record_is_an_error_naming_shard_and_record() {
     )
     .expect("loader");
     let results: Vec<_> = loader.iter().collect();
-    let errors: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .map(|e| e.to_string())
-        .collect();
+    let errors = error_messages(&results);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].contains("shard-00000.bin") && errors[0].contains("record 2"),
