@@ -229,3 +229,17 @@ def test_ddp_smoke_with_torchrun(shards):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("ddp ok") == 2, proc.stdout
+
+
+def test_example_trainer_runs(tmp_path):
+    pytest.importorskip("torch", reason="torch is part of requirements-dev.txt")
+    out = tmp_path / "ds128"
+    alexpipe.build_shards(FIXTURES, out, size=128, progress=False)
+    example = ROOT / "python" / "examples" / "train_torch.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), str(out), "--val", str(out), "--epochs", "1", "--batch", "8", "--crop", "112",
+         "--width", "0.25", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="2"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 0: loss" in proc.stdout and "val top-1" in proc.stdout
