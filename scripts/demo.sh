@@ -3,6 +3,6 @@
 # print the summary and statistics. Idempotent: a rerun replaces out/fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --build-only
 mkdir -p out
 cargo run --release --bin build-shards -- fixtures/images out/fixtures "$@"

@@ -2,7 +2,8 @@
 # Idempotent set-up for a fresh Debian machine with the Rust toolchain and Python 3:
 #  - cmake and nasm, to build the bundled libjpeg-turbo (turbojpeg-sys) with its SIMD code;
 #  - .venv with the Python packages of requirements-dev.txt (test oracles, real photos).
-# Safe to run any number of times; it only installs what is missing.
+# Safe to run any number of times; it only installs what is missing. `--build-only` stops after the
+# build tools (what scripts/demo.sh needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 if ((${#need[@]})); then apt_install "${need[@]}"; fi
+[ "${1:-}" = "--build-only" ] && exit 0
 
 if [ ! -x .venv/bin/python ]; then
   rm -rf .venv
