@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::prep::{
-    decode_rgb, discover_folder, discover_list, DecodeOptions, Inputs, RejectReason, ResizeCrop,
-    Source,
+    decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes, DecodeOptions,
+    Inputs, RejectReason, ResizeCrop, Source,
 };
 use crate::shards::{
     write_file_atomic, BuildInfo, Dataset, DatasetWriter, Manifest, Mode, StatsInfo,
@@ -204,15 +204,15 @@ fn prepare(
     cfg: &BuildConfig,
     worker: &mut Worker,
 ) -> std::result::Result<Prepared, RejectReason> {
-    if src.label.is_none() {
-        return Err(RejectReason::NoClass);
+    if let Some(reason) = &src.refused {
+        return Err(reason.clone());
     }
     let meta = fs::metadata(&src.path).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
     if !meta.is_file() {
         // A FIFO or device would block or never end: never read one.
         return Err(RejectReason::Unreadable("not a regular file".into()));
     }
-    let bytes = fs::read(&src.path).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+    let bytes = read_image_file(&src.path, meta.len(), max_file_bytes(cfg.max_pixels))?;
     let opts = DecodeOptions {
         max_pixels: cfg.max_pixels,
         draft_for: cfg.draft.then_some(cfg.size),
@@ -249,6 +249,35 @@ fn prepare_contained(
             .unwrap_or_else(|| "unknown panic".into());
         Err(RejectReason::DecoderPanic(msg))
     })
+}
+
+/// Reads a file whose first bytes look like an image and whose size is within `limit`; anything
+/// else is refused after reading 64 bytes, so a huge file costs no memory.
+fn read_image_file(
+    path: &Path,
+    len: u64,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, RejectReason> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| RejectReason::Unreadable(e.to_string());
+    let mut file = fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::with_capacity(len.min(64) as usize);
+    (&mut file)
+        .take(64)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.is_empty() {
+        return Err(RejectReason::Empty);
+    }
+    if !looks_like_image(&bytes) {
+        return Err(RejectReason::NotAnImage);
+    }
+    if len > limit {
+        return Err(RejectReason::FileTooLarge { bytes: len, limit });
+    }
+    bytes.reserve(len as usize);
+    file.read_to_end(&mut bytes).map_err(unreadable)?;
+    Ok(bytes)
 }
 
 /// Hands out input indices to workers, at most `window` ahead of the writer, so that results
@@ -366,7 +395,7 @@ pub fn build_inputs(
                     let src = &sources[next];
                     match result {
                         Ok(p) => {
-                            let label = src.label.unwrap_or_default();
+                            let label = src.label.unwrap_or_default(); // refused when None
                             writer.push(
                                 label,
                                 &src.rel,

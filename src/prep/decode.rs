@@ -43,6 +43,15 @@ pub enum RejectReason {
     },
     /// Not inside a class folder, so it has no label.
     NoClass,
+    /// A list-file path that is absolute or climbs out of `--root` with `..`.
+    OutsideRoot,
+    /// The file is larger than any image the pixel limit allows.
+    FileTooLarge {
+        /// File size.
+        bytes: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The decoder crashed on this file (a bug in a decoder, contained).
     DecoderPanic(String),
 }
@@ -59,6 +68,8 @@ impl RejectReason {
             RejectReason::TooLarge { .. } => "too-large",
             RejectReason::TooSmall { .. } => "too-small",
             RejectReason::NoClass => "no-class",
+            RejectReason::OutsideRoot => "outside-root",
+            RejectReason::FileTooLarge { .. } => "too-large",
             RejectReason::DecoderPanic(_) => "decoder-panic",
         }
     }
@@ -78,6 +89,12 @@ impl RejectReason {
             ),
             RejectReason::TooSmall { width, height } => format!("{width}x{height} has no pixels"),
             RejectReason::NoClass => "not inside a class sub-folder, so it has no label".into(),
+            RejectReason::OutsideRoot => {
+                "the list-file path is absolute or leaves --root with '..'; list paths relative to --root".into()
+            }
+            RejectReason::FileTooLarge { bytes, limit } => {
+                format!("the file is {bytes} bytes, over the {limit}-byte limit for an image of --max-pixels")
+            }
         }
     }
 }
@@ -119,6 +136,18 @@ impl Default for DecodeOptions {
             draft_for: None,
         }
     }
+}
+
+/// The largest file accepted for an image of `max_pixels` pixels: even an uncompressed 16-bit RGBA
+/// image of that size, plus 64 MiB of metadata, fits. Bounds a worker's memory on hostile input.
+pub fn max_file_bytes(max_pixels: u64) -> u64 {
+    max_pixels.saturating_mul(8).saturating_add(64 << 20)
+}
+
+/// True when the first bytes of a file are those of an image format we decode (JPEG or one the
+/// `image` crate recognises), so that a huge non-image is refused without being read.
+pub fn looks_like_image(head: &[u8]) -> bool {
+    is_jpeg(head) || image::guess_format(head).is_ok()
 }
 
 /// True when the bytes start with a JPEG SOI marker.

@@ -6,8 +6,11 @@
 //! skipped. Hidden files (name starting with `.`) are skipped. Files directly in the root are inputs
 //! without a class and are reported as rejects.
 
+use std::collections::HashSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+use super::RejectReason;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -20,6 +23,8 @@ pub struct Source {
     pub rel: PathBuf,
     /// Class index, or `None` for a file outside any class folder.
     pub label: Option<u32>,
+    /// Set when the input is refused before it is read (e.g. a list entry leaving `--root`).
+    pub refused: Option<RejectReason>,
 }
 
 /// Everything a build will consume.
@@ -62,6 +67,7 @@ pub fn discover_folder(root: &Path) -> Result<Inputs> {
                 rel: PathBuf::from(&name),
                 path,
                 label: None,
+                refused: Some(RejectReason::NoClass),
             });
         }
     }
@@ -81,6 +87,7 @@ pub fn discover_folder(root: &Path) -> Result<Inputs> {
             rel: Path::new(name).join(path.strip_prefix(dir).unwrap_or(&path)),
             path,
             label: Some(label as u32),
+            refused: None,
         }));
     }
     loose.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -97,7 +104,16 @@ pub fn discover_folder(root: &Path) -> Result<Inputs> {
     })
 }
 
+/// Collects the files under `dir`, following symbolic links (as ImageFolder does) but entering each
+/// real directory once, so a link back to a parent cannot loop.
 fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    walk_files_once(dir, out, &mut HashSet::new())
+}
+
+fn walk_files_once(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<()> {
+    if !seen.insert(fs::canonicalize(dir).at(dir)?) {
+        return Ok(());
+    }
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         if is_hidden(&entry.file_name()) {
@@ -105,7 +121,7 @@ fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
         let path = entry.path();
         match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => walk_files(&path, out)?,
+            Ok(meta) if meta.is_dir() => walk_files_once(&path, out, seen)?,
             // Files, and also entries we cannot stat (a dangling link): the build reports them.
             _ => out.push(path),
         }
@@ -115,7 +131,8 @@ fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Reads a list file: one `relative/path label` per line (the label is the last whitespace-separated
 /// field, so paths may contain spaces), blank lines and lines starting with `#` ignored. Paths are
-/// relative to `root`. Class names come from `class_names` (one per line) when given, otherwise they
+/// relative to `root`; an absolute path or one with `..` would leave `root` and is refused (listed as a
+/// reject, `outside-root`). Class names come from `class_names` (one per line) when given, otherwise they
 /// are the label numbers `0..=max`.
 pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Result<Inputs> {
     let text = fs::read_to_string(list).at(list)?;
@@ -144,10 +161,14 @@ pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Re
             return Err(bad("empty path"));
         }
         max_label = Some(max_label.map_or(label, |m| m.max(label)));
+        let escapes = Path::new(rel)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
         sources.push(Source {
             path: root.join(rel),
             rel: PathBuf::from(rel),
             label: Some(label),
+            refused: escapes.then_some(RejectReason::OutsideRoot),
         });
     }
     let Some(max_label) = max_label else {
@@ -218,6 +239,21 @@ mod tests {
         Ok(())
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_are_entered_once() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let class = dir.path().join("c");
+        fs::create_dir_all(&class).at(&class)?;
+        fs::write(class.join("a.jpg"), b"x").at(&class)?;
+        std::os::unix::fs::symlink(&class, class.join("loop")).at(&class)?;
+        std::os::unix::fs::symlink(dir.path(), class.join("up")).at(&class)?;
+        let inputs = discover_folder(dir.path())?;
+        let rels: Vec<_> = inputs.sources.iter().map(|s| s.rel.clone()).collect();
+        assert_eq!(rels, vec![PathBuf::from("c/a.jpg")]);
+        Ok(())
+    }
+
     #[test]
     fn list_file_allows_spaces_and_reports_bad_lines() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
@@ -230,6 +266,13 @@ mod tests {
             PathBuf::from("/data/some dir/a b.jpg")
         );
         assert_eq!(inputs.sources[0].label, Some(2));
+        fs::write(&list, "../etc/passwd 0\n/etc/shadow 0\n./ok/a.jpg 0\n").at(&list)?;
+        let refused: Vec<bool> = discover_list(&list, Path::new("/data"), None)?
+            .sources
+            .iter()
+            .map(|s| s.refused.is_some())
+            .collect();
+        assert_eq!(refused, vec![true, true, false]);
         fs::write(&list, "a.jpg x\n").at(&list)?;
         let err = discover_list(&list, Path::new("/data"), None)
             .map(|_| ())

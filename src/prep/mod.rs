@@ -6,8 +6,8 @@ mod discover;
 mod resize;
 
 pub use decode::{
-    cmyk_to_rgb, decode_rgb, draft_denominator, is_jpeg, DecodeOptions, RejectReason, RgbImage,
-    DEFAULT_MAX_PIXELS,
+    cmyk_to_rgb, decode_rgb, draft_denominator, is_jpeg, looks_like_image, max_file_bytes,
+    DecodeOptions, RejectReason, RgbImage, DEFAULT_MAX_PIXELS,
 };
 pub use discover::{discover_folder, discover_list, Inputs, Source};
 pub use resize::{center_crop_offset, crop_rgb, resized_dims, ResizeCrop};

@@ -78,6 +78,17 @@ def corpus(tmp_path_factory, real_photos):
         os.chmod(root / "bad/no_permission.jpg", 0)
     (root / "loose.jpg").write_bytes(raw)
     expect["loose.jpg"] = "no-class"
+    # 2 GiB files (sparse, so cheap to make): refused without being read into memory.
+    with open(bad / "huge_text.jpg", "wb") as f:
+        f.write(b"not an image at all\n")
+        f.truncate(2 << 30)
+    expect["bad/huge_text.jpg"] = "not-an-image"
+    with open(bad / "huge_jpeg_magic.jpg", "wb") as f:
+        f.write(raw[:100])
+        f.truncate(2 << 30)
+    expect["bad/huge_jpeg_magic.jpg"] = "too-large"
+    # A directory symlink back to its parent must not loop the walk.
+    os.symlink(root / "bad", bad / "loop")
     return root, expect
 
 
@@ -120,6 +131,18 @@ def test_awkward_images_match_pil(corpus, tmp_path):
         ref = pil_reference(root / rel).astype(int)
         d = np.abs(ours - ref)
         assert d.mean() <= 1.0 and d.max() <= 8, (rel, d.mean(), d.max())
+
+
+def test_list_file_paths_cannot_escape_root(tmp_path, corpus):
+    root, _ = corpus
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((root / "good" / "ok.jpg").read_bytes())
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"good/ok.jpg 0\n../secret.jpg 0\n{secret} 0\n")
+    run_build(lst, tmp_path / "ds", "--root", root, "--size", "32")
+    ds = Dataset(tmp_path / "ds")
+    assert [row[4] for row in ds.index()] == ["good/ok.jpg"]
+    assert {(p, kind) for p, kind, _ in ds.rejects()} == {(str(secret), "outside-root"), ("../secret.jpg", "outside-root")}
 
 
 def test_strict_fails_naming_the_file(corpus, tmp_path):
