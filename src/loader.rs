@@ -471,13 +471,14 @@ impl Job {
             },
         };
         for (j, &i) in records.iter().enumerate() {
-            let label = ds.label(i)?;
-            let src: &[u8] = if ds.mode() == Mode::Raw {
-                ds.record(i)?.bytes
+            // Raw records are read in place; the other modes decode into the worker's scratch.
+            let (label, src): (u32, &[u8]) = if ds.mode() == Mode::Raw {
+                let rec = ds.record(i)?;
+                (rec.label, rec.bytes)
             } else {
                 scratch.pixels.resize(size as usize * size as usize * 3, 0);
-                ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
-                &scratch.pixels
+                let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
+                (label, &scratch.pixels)
             };
             bufs.labels.push(label as i64);
             bufs.indices.push(i);
