@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine with the Rust toolchain and Python 3:
 #  - cmake and nasm, to build the bundled libjpeg-turbo (turbojpeg-sys) with its SIMD code;
-#  - .venv with the Python packages of requirements-dev.txt (test oracles, real photos).
-# Safe to run any number of times; it only installs what is missing. `--build-only` stops after the
-# build tools (what scripts/demo.sh needs).
+#  - Debian's dataset-fashion-mnist (real labelled images for the trainer's "does it learn" test);
+#  - .venv with the Python packages of requirements-dev.txt (test oracles, real photos, and
+#    torch==2.11.0, whose libtorch the trainer links: tch 0.24 expects exactly that version);
+#  - .venv/libtorch, a link to that torch's package directory (include/ and lib/), which
+#    .cargo/config.toml hands to torch-sys as LIBTORCH, so cargo needs no hand-set variables.
+# Safe to run any number of times; it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +22,8 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if ((${#need[@]})); then apt_install "${need[@]}"; fi
-[ "${1:-}" = "--build-only" ] && exit 0
 
 if [ ! -x .venv/bin/python ]; then
   rm -rf .venv
@@ -37,3 +40,7 @@ if ! cmp -s requirements-dev.txt "$stamp"; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
   cp requirements-dev.txt "$stamp"
 fi
+
+# The trainer's libtorch: torch's own package directory, found without importing torch (fast).
+torch_dir=$(.venv/bin/python -c 'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')
+[ "$(readlink .venv/libtorch 2>/dev/null)" = "$torch_dir" ] || ln -sfn "$torch_dir" .venv/libtorch

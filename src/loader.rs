@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
 use crate::sampler::{train_params, Sampler};
 use crate::shards::{Dataset, Mode};
+use crate::stats::Stats;
 
 /// Memory layout of a batch's images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +230,20 @@ pub struct Loader {
 impl Loader {
     /// A loader over `dataset` (its statistics provide the mean and, unless given, the lighting axes).
     pub fn new(dataset: Arc<Dataset>, config: LoaderConfig) -> Result<Loader> {
+        let stats = dataset
+            .stats()
+            .ok_or_else(|| Error::Usage("the dataset was opened without statistics".into()))?
+            .clone();
+        Loader::with_stats(dataset, config, &stats)
+    }
+
+    /// A loader over `dataset` normalised with another dataset's statistics: validation and test
+    /// images get the training set's mean (paper §2: "the mean activity over the training set").
+    pub fn with_stats(
+        dataset: Arc<Dataset>,
+        config: LoaderConfig,
+        stats: &Stats,
+    ) -> Result<Loader> {
         let size = dataset.size();
         let usage = |msg: String| Err(Error::Usage(msg));
         if config.batch_size == 0 {
@@ -253,9 +268,12 @@ impl Loader {
         {
             return usage("flip must be a probability and lighting σ ≥ 0".into());
         }
-        let stats = dataset
-            .stats()
-            .ok_or_else(|| Error::Usage("the dataset was opened without statistics".into()))?;
+        if stats.size != size {
+            return usage(format!(
+                "statistics of {}×{} images do not fit this dataset's {size}×{size} images",
+                stats.size, stats.size
+            ));
+        }
         let eigenbasis = config
             .eigenbasis
             .unwrap_or_else(|| Eigenbasis::from_stats(stats));

@@ -443,3 +443,42 @@ fn an_undecodable_jpeg_record_is_an_error_naming_shard_and_record() {
         "later batches are unaffected"
     );
 }
+
+/// Validation data normalised with the training set's statistics (paper §2): `with_stats`
+/// subtracts the given mean image, and refuses statistics of another image size.
+#[test]
+fn with_stats_uses_the_given_mean_image() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ds = dataset(tmp.path(), Mode::Raw);
+    let eval = LoaderConfig {
+        train: false,
+        shuffle: false,
+        drop_last: false,
+        ..config(1)
+    };
+    let own = Loader::new(ds.clone(), eval.clone()).expect("loader");
+    let mut other = ds.stats().expect("stats").clone();
+    for (i, v) in other.mean_image.iter_mut().enumerate() {
+        *v = (i % 7) as f32 * 3.0;
+    }
+    let shifted = Loader::with_stats(ds.clone(), eval.clone(), &other).expect("loader");
+    let own_mean = &ds.stats().expect("stats").mean_image;
+    let (a, b) = (own.iter().next(), shifted.iter().next());
+    let (a, b) = (a.expect("batch").expect("ok"), b.expect("batch").expect("ok"));
+    let (fa, fb) = (a.images_f32().expect("f32"), b.images_f32().expect("f32"));
+    // Centre patch of record 0: pixel (y, x, c) of the patch is (y + o, x + o, c) of the record.
+    let o = ((SIZE - CROP) / 2) as usize;
+    let (crop, size) = (CROP as usize, SIZE as usize);
+    for c in 0..3 {
+        for y in 0..crop {
+            for x in 0..crop {
+                let at = c * crop * crop + y * crop + x;
+                let m = ((y + o) * size + x + o) * 3 + c;
+                let want = fa[at] + own_mean[m] - other.mean_image[m];
+                assert!((fb[at] - want).abs() < 1e-3, "({c},{y},{x}): {} vs {want}", fb[at]);
+            }
+        }
+    }
+    other.size = SIZE / 2;
+    assert!(Loader::with_stats(ds, eval, &other).is_err());
+}

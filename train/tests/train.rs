@@ -1,0 +1,293 @@
+//! The trainer end to end on the fixtures (72 px shards, a small network, CPU): exact resume,
+//! checkpoint evaluation, 10-crop averaging, Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use alexpipe::{BuildConfig, Dataset, Layout, Loader, LoaderConfig, MeanMode};
+use alexpipe_train::metrics::read_rows;
+use alexpipe_train::train::{evaluate_checkpoint, last_checkpoint, load_network};
+use alexpipe_train::{run, ModelOptions, Outcome, Recipe, RunConfig};
+use tch::{Device, Kind, Tensor};
+
+/// libtorch's random generator (dropout) and thread pool are process-wide: tests that train in
+/// this process take turns, or one test's draws would land in another's run.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/images")
+}
+
+/// The fixtures as 72×72 shards (31 images, 4 classes).
+fn small_dataset(dir: &Path) -> PathBuf {
+    let out = dir.join("fixtures-72");
+    let mut cfg = BuildConfig::new(fixtures(), &out);
+    cfg.size = 72;
+    alexpipe::build(&cfg, &|_| {}).expect("fixtures build");
+    out
+}
+
+fn config(train: &Path, out: &Path) -> RunConfig {
+    RunConfig {
+        train: train.to_path_buf(),
+        val: None,
+        out: out.to_path_buf(),
+        model: ModelOptions {
+            width: 0.125,
+            ..ModelOptions::default()
+        },
+        recipe: Recipe {
+            epochs: 2,
+            batch_size: 4,
+            lr: 0.01,
+            crop: 64,
+            workers: 2,
+            seed: 5,
+            ..Recipe::default()
+        },
+        device: Device::Cpu,
+        resume: None,
+        progress: false,
+    }
+}
+
+/// Every tensor of a checkpoint (weights and momentum), by name.
+fn tensors(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::load_multi(path)
+        .expect("checkpoint readable")
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("model/") || n.starts_with("velocity/"))
+        .collect()
+}
+
+fn never() -> AtomicBool {
+    AtomicBool::new(false)
+}
+
+#[test]
+fn resume_mid_epoch_continues_exactly() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    tch::set_num_threads(1);
+
+    let straight = config(&data, &tmp.path().join("straight"));
+    let outcome = run(&straight, &never()).expect("training");
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+
+    // 7 steps per epoch: stop inside epoch 1, resume, stop inside epoch 2, resume to the end.
+    let mut split = config(&data, &tmp.path().join("split"));
+    split.recipe.max_steps = Some(3);
+    let stopped = run(&split, &never()).expect("first part");
+    let ckpt = last_checkpoint(&split.out);
+    assert_eq!(
+        stopped,
+        Outcome::Stopped {
+            checkpoint: ckpt.clone()
+        }
+    );
+    split.resume = Some(ckpt.clone());
+    split.recipe.max_steps = Some(6);
+    assert!(matches!(
+        run(&split, &never()).expect("second"),
+        Outcome::Stopped { .. }
+    ));
+    split.recipe.max_steps = None;
+    assert!(matches!(
+        run(&split, &never()).expect("third"),
+        Outcome::Finished { .. }
+    ));
+
+    let a = tensors(&last_checkpoint(&straight.out));
+    let b = tensors(&ckpt);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(
+        a.len() == 32,
+        "16 weights and 16 momentum buffers, got {}",
+        a.len()
+    );
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs after resume");
+    }
+    // The network did move: the run is not trivially equal.
+    let (_vs, net, _, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
+    let std = net.conv1_weight().std(true).double_value(&[]);
+    assert!(
+        (std - 0.01).abs() > 1e-6,
+        "conv1 weights still at their initial spread"
+    );
+
+    // Both runs report the same per-epoch numbers (times aside).
+    let rows = |dir: &Path| read_rows(&dir.join("metrics.jsonl")).expect("metrics");
+    let (ra, rb) = (rows(&straight.out), rows(&split.out));
+    assert_eq!(ra.len(), 2);
+    assert_eq!(rb.len(), 2);
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!((x.epoch, x.lr), (y.epoch, y.lr));
+        assert_eq!(x.train_loss.to_bits(), y.train_loss.to_bits());
+        assert_eq!(x.train_top1_err, y.train_top1_err);
+        assert_eq!(x.val_top1_err, y.val_top1_err);
+        assert_eq!(x.val_loss.to_bits(), y.val_loss.to_bits());
+    }
+    let csv = std::fs::read_to_string(split.out.join("metrics.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 3, "header and two epochs:\n{csv}");
+}
+
+#[test]
+fn checkpoint_evaluation_matches_the_runs_validation() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let mut cfg = config(&data, &tmp.path().join("run"));
+    cfg.recipe.epochs = 1;
+    run(&cfg, &never()).expect("training");
+    let row = &read_rows(&cfg.out.join("metrics.jsonl")).expect("metrics")[0];
+    let t = evaluate_checkpoint(
+        &last_checkpoint(&cfg.out),
+        &data,
+        &cfg.recipe,
+        Device::Cpu,
+        false,
+    )
+    .expect("evaluation");
+    assert_eq!(t.images, 31);
+    assert!((t.top1_error() - row.val_top1_err).abs() < 1e-9);
+    assert!(
+        (t.loss() - row.val_loss).abs() < 1e-6,
+        "{} vs {}",
+        t.loss(),
+        row.val_loss
+    );
+}
+
+/// 10-crop evaluation against a plain loop: each patch through the network on its own, softmax,
+/// average of the ten, then the rank of the label.
+#[test]
+fn ten_crop_averages_softmax_over_the_ten_patches() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let mut cfg = config(&data, &tmp.path().join("run"));
+    cfg.recipe.epochs = 1;
+    run(&cfg, &never()).expect("training");
+    let ckpt = last_checkpoint(&cfg.out);
+    let recipe = Recipe {
+        ten_crop: true,
+        ..cfg.recipe.clone()
+    };
+    let got = evaluate_checkpoint(&ckpt, &data, &recipe, Device::Cpu, false).expect("10-crop");
+
+    let (_vs, net, state, stats) = load_network(&ckpt, Device::Cpu).expect("checkpoint");
+    let ds = Arc::new(Dataset::open_without_stats(&data).expect("dataset"));
+    let loader_cfg = LoaderConfig {
+        batch_size: 1,
+        train: false,
+        shuffle: false,
+        drop_last: false,
+        layout: Layout::F32Nchw,
+        crop: 64,
+        mean: MeanMode::Image,
+        ten_crop: true,
+        ..LoaderConfig::default()
+    };
+    let loader = Loader::with_stats(ds, loader_cfg, &stats).expect("loader");
+    let classes = state.classes.len();
+    let (mut top1, mut loss_sum, mut n) = (0u64, 0f64, 0u64);
+    let _guard = tch::no_grad_guard();
+    for batch in loader.iter() {
+        let batch = batch.expect("batch");
+        let pixels = batch.images_f32().expect("f32");
+        let per = 3 * 64 * 64;
+        let mut mean = vec![0f64; classes];
+        for patch in pixels.chunks(per) {
+            let x = Tensor::from_slice(patch).view([1, 3, 64, 64]);
+            let p: Vec<f32> = net
+                .forward_t(&x, false)
+                .softmax(-1, Kind::Float)
+                .view([-1])
+                .try_into()
+                .expect("probs");
+            for (m, v) in mean.iter_mut().zip(p) {
+                *m += f64::from(v) / 10.0;
+            }
+        }
+        let label = batch.labels()[0] as usize;
+        let best = (0..classes)
+            .max_by(|&a, &b| mean[a].total_cmp(&mean[b]))
+            .expect("classes");
+        top1 += u64::from(best == label);
+        loss_sum -= mean[label].ln();
+        n += 1;
+    }
+    assert_eq!(got.images, n);
+    assert_eq!(got.top1, top1);
+    assert!(
+        (got.loss() - loss_sum / n as f64).abs() < 1e-4,
+        "{} vs {}",
+        got.loss(),
+        loss_sum / n as f64
+    );
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let out = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "--train",
+            &data.to_string_lossy(),
+            "--out",
+            &out.to_string_lossy(),
+        ])
+        .args([
+            "--crop",
+            "64",
+            "--width",
+            "0.125",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "1000",
+        ])
+        .args(["--device", "cpu", "--quiet"])
+        .spawn()
+        .expect("train starts");
+    // Wait for the first epoch's row, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while read_rows(&out.join("metrics.jsonl")).map_or(true, |r| r.is_empty()) {
+        assert!(Instant::now() < deadline, "no epoch finished");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "train exited early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("train exits");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let ckpt = last_checkpoint(&out);
+    let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("a usable checkpoint");
+    assert!(state.epoch >= 1);
+    assert!(!std::fs::read_dir(&out).expect("run dir").any(|e| e
+        .expect("entry")
+        .file_name()
+        .to_string_lossy()
+        .contains("partial")));
+}
