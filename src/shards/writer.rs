@@ -367,6 +367,29 @@ impl DatasetWriter {
         Ok(())
     }
 
+    /// Replaces the text of `rejects.tsv` (and of `index.tsv`, when given) with `rejects` (and
+    /// `index`), and the rejected count with `rejected`: a conversion back from HDF5 restores the
+    /// dataset's own reports byte for byte.
+    pub fn restore_reports(
+        &mut self,
+        index: Option<&[u8]>,
+        rejects: &[u8],
+        rejected: u64,
+    ) -> Result<()> {
+        let replace = |name: &str, text: &[u8]| -> Result<BufWriter<fs::File>> {
+            let p = self.partial.join(name);
+            let mut w = BufWriter::new(fs::File::create(&p).at(&p)?);
+            w.write_all(text).at(&p)?;
+            Ok(w)
+        };
+        if let Some(index) = index {
+            self.index = replace(INDEX_FILE, index)?;
+        }
+        self.rejects = replace(REJECTS_FILE, rejects)?;
+        self.rejected = rejected;
+        Ok(())
+    }
+
     fn close_shard(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
             let count = w.len();
