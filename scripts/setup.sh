@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine with the Rust toolchain and Python 3:
 #  - cmake and nasm, to build the bundled libjpeg-turbo (turbojpeg-sys) with its SIMD code;
+#  - libhdf5-dev and pkg-config, for the `hdf5` cargo feature (HDF5 input/output, hdf5-metno);
 #  - .venv with the Python packages of requirements-dev.txt (test oracles, real photos).
 # Safe to run any number of times; it only installs what is missing. `--build-only` stops after the
 # build tools (what scripts/demo.sh needs).
@@ -19,6 +20,8 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists hdf5 2>/dev/null || [ -f /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 if ((${#need[@]})); then apt_install "${need[@]}"; fi
 [ "${1:-}" = "--build-only" ] && exit 0
 

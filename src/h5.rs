@@ -75,14 +75,14 @@ fn no_feature() -> Error {
 }
 
 #[cfg(feature = "hdf5")]
-pub use imp::{hdf5_to_shards, shards_to_hdf5, H5Writer};
-#[cfg(feature = "hdf5")]
 pub(crate) use imp::H5Records;
+#[cfg(feature = "hdf5")]
+pub use imp::{hdf5_to_shards, shards_to_hdf5, H5Writer};
 
 #[cfg(not(feature = "hdf5"))]
-pub use stub::{hdf5_to_shards, shards_to_hdf5, H5Writer};
-#[cfg(not(feature = "hdf5"))]
 pub(crate) use stub::H5Records;
+#[cfg(not(feature = "hdf5"))]
+pub use stub::{hdf5_to_shards, shards_to_hdf5, H5Writer};
 
 /// Conversion options for [`hdf5_to_shards`] and [`shards_to_hdf5`].
 #[derive(Debug, Clone)]
@@ -370,9 +370,10 @@ mod imp {
             for &l in &records.labels {
                 class_counts[l as usize] += 1;
             }
-            let build = stored.as_ref().map(|m| m.build.clone()).unwrap_or_else(|| {
-                foreign_build_info(path, 1024)
-            });
+            let build = stored
+                .as_ref()
+                .map(|m| m.build.clone())
+                .unwrap_or_else(|| foreign_build_info(path, 1024));
             let manifest = Manifest {
                 format: FORMAT_NAME.into(),
                 format_version: FORMAT_VERSION,
@@ -456,7 +457,9 @@ mod imp {
                     if crc32c::crc32c(&buf) != crcs[i] {
                         return Err(Error::format(
                             &self.path,
-                            format!("image {i} fails its checksum: the file is corrupt — re-create it"),
+                            format!(
+                                "image {i} fails its checksum: the file is corrupt — re-create it"
+                            ),
                         ));
                     }
                 }
@@ -637,9 +640,8 @@ mod imp {
     }
 
     fn vlu(path: &Path, s: &str) -> Result<VarLenUnicode> {
-        s.parse::<VarLenUnicode>().map_err(|e| {
-            Error::format(path, format!("cannot store {s:?} as an HDF5 string: {e}"))
-        })
+        s.parse::<VarLenUnicode>()
+            .map_err(|e| Error::format(path, format!("cannot store {s:?} as an HDF5 string: {e}")))
     }
 
     fn sibling(out: &Path, suffix: &str) -> PathBuf {
@@ -728,9 +730,8 @@ mod imp {
                     .resize((self.capacity, s, s, 3))
                     .map_err(|e| h5err(&self.partial, "growing images", e))?;
             }
-            let view = ArrayView4::from_shape((1, s, s, 3), pixels).map_err(|e| {
-                Error::Usage(format!("image {n}: {e} (expected {s}x{s}x3 bytes)"))
-            })?;
+            let view = ArrayView4::from_shape((1, s, s, 3), pixels)
+                .map_err(|e| Error::Usage(format!("image {n}: {e} (expected {s}x{s}x3 bytes)")))?;
             images
                 .write_slice(view, s![n..n + 1, .., .., ..])
                 .map_err(|e| h5err(&self.partial, &format!("writing image {n}"), e))?;
@@ -807,7 +808,10 @@ mod imp {
             images.resize((n, s, s, 3)).map_err(e("images"))?;
             // The file closes for real only once no object in it is open.
             drop(images);
-            let file = self.file.take().ok_or_else(|| Error::format(&p, "already committed"))?;
+            let file = self
+                .file
+                .take()
+                .ok_or_else(|| Error::format(&p, "already committed"))?;
             let data1 = |name: &str, v: &[f64]| -> Result<()> {
                 file.new_dataset_builder()
                     .with_data(ArrayView1::from(v))
@@ -937,7 +941,11 @@ mod imp {
             let p = dir.join(name);
             fs::read_to_string(&p).at(&p)
         };
-        w.set_reports(text(INDEX_FILE)?, text(REJECTS_FILE)?, ds.manifest().rejected);
+        w.set_reports(
+            text(INDEX_FILE)?,
+            text(REJECTS_FILE)?,
+            ds.manifest().rejected,
+        );
         w.commit_manifest(&stats, ds.manifest().clone())
     }
 
@@ -972,7 +980,13 @@ mod imp {
         let index = text(INDEX_KEY)?;
         let paths: Vec<PathBuf> = index
             .as_deref()
-            .map(|t| t.lines().skip(1).filter_map(|l| l.split('\t').nth(4)).map(untsv).collect())
+            .map(|t| {
+                t.lines()
+                    .skip(1)
+                    .filter_map(|l| l.split('\t').nth(4))
+                    .map(untsv)
+                    .collect()
+            })
             .unwrap_or_default();
         let key = &opts.keys.images;
         for i in 0..ds.len() {

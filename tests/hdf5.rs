@@ -72,10 +72,7 @@ fn write_foreign(path: &Path, ds: &Dataset, layout: &str, image_key: &str, label
         "gzip" => builder.chunk((4, S, S, 3)).deflate(4),
         other => panic!("layout {other}"),
     };
-    builder
-        .with_data(view)
-        .create(image_key)
-        .expect("images");
+    builder.with_data(view).create(image_key).expect("images");
     file.new_dataset_builder()
         .with_data(ArrayView1::from(&labels[..]))
         .create(label_key)
@@ -96,8 +93,15 @@ fn build_to_hdf5_matches_the_shard_build() {
     assert_eq!(b.classes(), a.classes());
     assert_eq!(labels(&b), labels(&a));
     assert_eq!(pixels(&b), pixels(&a));
-    assert_eq!(b.stats(), a.stats(), "statistics stored and read back exactly");
-    assert!(b.record_in_place(0).expect("rec").is_some(), "our files are read in place");
+    assert_eq!(
+        b.stats(),
+        a.stats(),
+        "statistics stored and read back exactly"
+    );
+    assert!(
+        b.record_in_place(0).expect("rec").is_some(),
+        "our files are read in place"
+    );
     assert_eq!(b.verify().expect("verify"), 31);
 }
 
@@ -121,7 +125,10 @@ fn shards_to_hdf5_and_back_is_byte_identical() {
     // And HDF5 → shards → HDF5 keeps every record, label, class name and statistic.
     let h5b = tmp.path().join("y.h5");
     shards_to_hdf5(&back, &h5b, &|_| {}).expect("again");
-    let (x, y) = (Dataset::open(&h5).expect("x"), Dataset::open(&h5b).expect("y"));
+    let (x, y) = (
+        Dataset::open(&h5).expect("x"),
+        Dataset::open(&h5b).expect("y"),
+    );
     assert_eq!(pixels(&x), pixels(&y));
     assert_eq!(labels(&x), labels(&y));
     assert_eq!(x.classes(), y.classes());
@@ -134,8 +141,13 @@ fn a_built_hdf5_file_converts_to_the_shard_build() {
     build_as(&tmp.path().join("sh"), OutputFormat::Shards);
     build_as(&tmp.path().join("d.h5"), OutputFormat::Hdf5);
     let back = tmp.path().join("back");
-    hdf5_to_shards(&tmp.path().join("d.h5"), &back, &ConvertOptions::default(), &|_| {})
-        .expect("convert");
+    hdf5_to_shards(
+        &tmp.path().join("d.h5"),
+        &back,
+        &ConvertOptions::default(),
+        &|_| {},
+    )
+    .expect("convert");
     // Same shard size (7, recorded in the file), same sources in index.tsv, same rejects.
     for name in [
         "shard-00000.bin",
@@ -194,17 +206,28 @@ fn foreign_files_in_every_layout_read_like_the_shards() {
         let path = tmp.path().join(format!("{layout}.h5"));
         write_foreign(&path, &shards, layout, "x", "y");
         let ds = Dataset::open_hdf5(&path, &keys).expect(layout);
-        assert_eq!(ds.record_in_place(3).expect("rec").is_some(), in_place, "{layout}");
+        assert_eq!(
+            ds.record_in_place(3).expect("rec").is_some(),
+            in_place,
+            "{layout}"
+        );
         assert_eq!(pixels(&ds), pixels(&shards), "{layout}");
         assert_eq!(labels(&ds), labels(&shards), "{layout}");
-        assert_eq!(ds.classes(), ["0", "1", "2", "3"], "class names default to the labels");
+        assert_eq!(
+            ds.classes(),
+            ["0", "1", "2", "3"],
+            "class names default to the labels"
+        );
         assert_eq!(
             ds.stats(),
             shards.stats(),
             "{layout}: statistics computed from the file equal the build's (exact sums)"
         );
         let ds = Arc::new(ds);
-        assert!(batches(ds.clone(), Layout::U8Nhwc, 2) == want_u8, "{layout} u8");
+        assert!(
+            batches(ds.clone(), Layout::U8Nhwc, 2) == want_u8,
+            "{layout} u8"
+        );
         assert!(batches(ds, Layout::F32Nchw, 1) == want_f32, "{layout} f32");
     }
 }
@@ -240,7 +263,10 @@ fn bad_files_fail_clearly() {
             labels: "labels".into(),
         },
     ));
-    assert!(e.contains("\"pixels\"") && e.contains("images") && e.contains("--images-key"), "{e}");
+    assert!(
+        e.contains("\"pixels\"") && e.contains("images") && e.contains("--images-key"),
+        "{e}"
+    );
 
     // Not square, not RGB, not uint8, labels of the wrong length.
     let write = |name: &str, shape: (usize, usize, usize, usize), float: bool, nlabels: usize| {
@@ -250,11 +276,17 @@ fn bad_files_fail_clearly() {
         if float {
             let v = vec![0f32; n];
             let a = ndarray::ArrayView4::from_shape(shape, &v[..]).expect("shape");
-            f.new_dataset_builder().with_data(a).create("images").expect("images");
+            f.new_dataset_builder()
+                .with_data(a)
+                .create("images")
+                .expect("images");
         } else {
             let v = vec![0u8; n];
             let a = ndarray::ArrayView4::from_shape(shape, &v[..]).expect("shape");
-            f.new_dataset_builder().with_data(a).create("images").expect("images");
+            f.new_dataset_builder()
+                .with_data(a)
+                .create("images")
+                .expect("images");
         }
         let l = vec![0i64; nlabels];
         f.new_dataset_builder()
