@@ -33,7 +33,8 @@ pub enum OutputFormat {
     Hdf5,
 }
 
-/// The output of a build: a shard directory or an HDF5 file.
+/// The output of a build: a shard directory or an HDF5 file. (One per build: its size is moot.)
+#[allow(clippy::large_enum_variant)]
 enum Sink {
     Shards(DatasetWriter),
     Hdf5(crate::h5::H5Writer),

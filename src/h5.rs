@@ -13,7 +13,7 @@
 //!
 //! Without the `hdf5` feature the types exist but every entry point returns an error naming the fix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -170,6 +170,7 @@ mod stub {
 #[cfg(feature = "hdf5")]
 mod imp {
     use std::fs;
+    use std::path::PathBuf;
 
     use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
     use memmap2::Mmap;
