@@ -169,13 +169,7 @@ fn main() {
                 }
             }
             let rates: Vec<f64> = runs.into_iter().map(median).collect();
-            let col = |k: usize| {
-                format!(
-                    "{:.0} ({:.0} %)",
-                    rates[k],
-                    100.0 * rates[k] / rates[0]
-                )
-            };
+            let col = |k: usize| format!("{:.0} ({:.0} %)", rates[k], 100.0 * rates[k] / rates[0]);
             println!(
                 "{lname:<8} {threads:>7}  {:>12.0} {:>19} {:>19} {:>19}",
                 rates[0],

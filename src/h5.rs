@@ -171,6 +171,7 @@ mod stub {
 mod imp {
     use std::fs;
     use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
     use memmap2::Mmap;
@@ -218,6 +219,8 @@ mod imp {
         record_len: usize,
         direct: Option<Direct>,
         crcs: Option<Vec<u32>>,
+        /// One bit per record: its checksum has been verified.
+        verified: Vec<AtomicU64>,
     }
 
     impl H5Records {
@@ -355,6 +358,7 @@ mod imp {
                 record_len,
                 direct,
                 crcs,
+                verified: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             };
             let stats = match read_stats(path, &file, size as u32)? {
                 Some(s) => s,
@@ -412,15 +416,34 @@ mod imp {
         }
 
         /// The record's bytes in the memory map, when the images are stored unfiltered.
+        /// Its CRC-32C, when the file has a `crc32c` dataset, is checked the first time it is read.
         pub(crate) fn record_in_place(&self, index: usize) -> Result<Option<RecordRef<'_>>> {
             self.check(index)?;
-            Ok(self.direct.as_ref().map(|d| {
-                let o = d.offsets[index] as usize;
-                RecordRef {
-                    label: self.labels[index],
-                    bytes: &d.map[o..o + self.record_len],
+            let Some(d) = &self.direct else {
+                return Ok(None);
+            };
+            let o = d.offsets[index] as usize;
+            let bytes = &d.map[o..o + self.record_len];
+            if let Some(crcs) = &self.crcs {
+                let (word, bit) = (&self.verified[index / 64], 1u64 << (index % 64));
+                if word.load(Ordering::Relaxed) & bit == 0 {
+                    if crc32c::crc32c(bytes) != crcs[index] {
+                        return Err(self.corrupt(index));
+                    }
+                    word.fetch_or(bit, Ordering::Relaxed);
                 }
+            }
+            Ok(Some(RecordRef {
+                label: self.labels[index],
+                bytes,
             }))
+        }
+
+        fn corrupt(&self, index: usize) -> Error {
+            Error::format(
+                &self.path,
+                format!("image {index} fails its checksum: the file is corrupt — re-create it"),
+            )
         }
 
         pub(crate) fn read_pixels(&self, index: usize, out: &mut [u8]) -> Result<u32> {
@@ -456,12 +479,7 @@ mod imp {
                 self.read_pixels(i, &mut buf)?;
                 if let Some(crcs) = &self.crcs {
                     if crc32c::crc32c(&buf) != crcs[i] {
-                        return Err(Error::format(
-                            &self.path,
-                            format!(
-                                "image {i} fails its checksum: the file is corrupt — re-create it"
-                            ),
-                        ));
+                        return Err(self.corrupt(i));
                     }
                 }
             }
@@ -999,15 +1017,9 @@ mod imp {
             w.push(label, &rel, &buf)?;
             progress(1);
         }
+        // index.tsv is regenerated (same sources, same shards); rejects.tsv comes back verbatim.
         if let Some(rejects) = text(REJECTS_KEY)? {
-            // A file converted from shards keeps their index.tsv verbatim (shard names included).
-            let from_shards = !ds.manifest().shards.is_empty();
-            let index = index.filter(|_| from_shards);
-            w.restore_reports(
-                index.as_deref().map(str::as_bytes),
-                rejects.as_bytes(),
-                ds.manifest().rejected,
-            )?;
+            w.restore_rejects(rejects.as_bytes(), ds.manifest().rejected)?;
         }
         let stats = ds
             .stats()

@@ -313,3 +313,42 @@ fn bad_files_fail_clearly() {
     assert!(e.to_string().contains("not an HDF5 file"), "{e}");
     assert_eq!(fs::read_to_string(&text).expect("read"), "keep me");
 }
+
+#[test]
+fn a_damaged_image_in_our_file_fails_its_checksum() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = tmp.path().join("d.h5");
+    build_as(&path, OutputFormat::Hdf5);
+    let want = pixels(&Dataset::open(&path).expect("open"))[5].clone();
+    let mut bytes = fs::read(&path).expect("read");
+    let at = bytes
+        .windows(want.len())
+        .position(|w| w == &want[..])
+        .expect("image 5 is stored as is");
+    bytes[at + 1000] ^= 0x40;
+    fs::write(&path, &bytes).expect("write");
+    let ds = Dataset::open(&path).expect("the structure is intact");
+    let e = ds.record_in_place(5).expect_err("checksum").to_string();
+    assert!(
+        e.contains("d.h5") && e.contains("image 5 fails its checksum"),
+        "{e}"
+    );
+    assert!(ds.record_in_place(4).is_ok());
+    assert!(ds.verify().is_err());
+    let loader = Loader::new(
+        Arc::new(ds),
+        LoaderConfig {
+            batch_size: 31,
+            crop: 56,
+            drop_last: false,
+            ..LoaderConfig::default()
+        },
+    )
+    .expect("loader");
+    let e = loader
+        .iter()
+        .next()
+        .expect("one batch")
+        .expect_err("damaged");
+    assert!(e.to_string().contains("checksum"), "{e}");
+}

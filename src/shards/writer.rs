@@ -367,25 +367,13 @@ impl DatasetWriter {
         Ok(())
     }
 
-    /// Replaces the text of `rejects.tsv` (and of `index.tsv`, when given) with `rejects` (and
-    /// `index`), and the rejected count with `rejected`: a conversion back from HDF5 restores the
-    /// dataset's own reports byte for byte.
-    pub fn restore_reports(
-        &mut self,
-        index: Option<&[u8]>,
-        rejects: &[u8],
-        rejected: u64,
-    ) -> Result<()> {
-        let replace = |name: &str, text: &[u8]| -> Result<BufWriter<fs::File>> {
-            let p = self.partial.join(name);
-            let mut w = BufWriter::new(fs::File::create(&p).at(&p)?);
-            w.write_all(text).at(&p)?;
-            Ok(w)
-        };
-        if let Some(index) = index {
-            self.index = replace(INDEX_FILE, index)?;
-        }
-        self.rejects = replace(REJECTS_FILE, rejects)?;
+    /// Replaces the text of `rejects.tsv` with `text` and the rejected count with `rejected`: a
+    /// conversion back from HDF5 restores the dataset's own report byte for byte.
+    pub fn restore_rejects(&mut self, text: &[u8], rejected: u64) -> Result<()> {
+        let p = self.partial.join(REJECTS_FILE);
+        let mut w = BufWriter::new(fs::File::create(&p).at(&p)?);
+        w.write_all(text).at(&p)?;
+        self.rejects = w;
         self.rejected = rejected;
         Ok(())
     }
