@@ -39,7 +39,7 @@ fn synthetic_image(i: usize, out: &mut [u8]) {
     for y in 0..S {
         for x in 0..S {
             let o = (y * S + x) * 3;
-            let noise = (next() % 24) as u64;
+            let noise = next() % 24;
             out[o] = ((a * x as u64 / S as u64 + noise) % 256) as u8;
             out[o + 1] = ((b * y as u64 / S as u64 + noise) % 256) as u8;
             out[o + 2] = ((c * (x + y) as u64 / (2 * S) as u64 + noise) % 256) as u8;
