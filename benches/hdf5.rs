@@ -9,7 +9,9 @@
 //! - `h5 gzip`: gzip level 1 chunks of 1 image (H5Dread plus inflate).
 //!
 //! `cargo bench --features hdf5 --bench hdf5` (options after `--`: `--count N` images, default 1000;
-//! `--epochs E` timed epochs per measurement, default 2; `--reps R`, default 3, median reported).
+//! `--epochs E` epochs per measurement, default 2; `--reps R` rounds, default 7, medians reported).
+//! Each round runs every source in turn with its own warmed-up loader, so a change in the machine's
+//! load hits all of them alike; images per CPU-second is printed too, as it depends less on it.
 //! The images are synthetic (smooth gradients plus noise, so gzip has something to do); the loader's
 //! work does not depend on their content.
 
@@ -95,16 +97,33 @@ fn make_filtered(ds: &Dataset, path: &Path, gzip: bool) {
         .expect("labels");
 }
 
-fn loader_rate(ds: &Arc<Dataset>, layout: Layout, threads: usize, epochs: u64) -> f64 {
+/// CPU seconds used so far by this process, all threads (utime + stime of /proc/self/stat, in
+/// USER_HZ = 100 ticks); `None` where there is no /proc.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// A warmed-up loader (buffer pool filled, page cache hot, checksums verified).
+fn warm_loader(ds: &Arc<Dataset>, layout: Layout, threads: usize) -> Loader {
     let cfg = LoaderConfig {
         layout,
         threads,
         ..LoaderConfig::default()
     };
     let mut loader = Loader::new(ds.clone(), cfg).expect("loader");
-    loader.set_epoch(u64::MAX); // warm-up: buffer pool, page cache, checksums
+    loader.set_epoch(u64::MAX);
     loader.iter().for_each(|b| drop(b.expect("batch")));
+    loader
+}
+
+/// (images per wall second, images per CPU second) over `epochs` epochs.
+fn rates(loader: &mut Loader, epochs: u64) -> (f64, f64) {
     let mut images = 0;
+    let cpu = cpu_seconds();
     let t = Instant::now();
     for e in 0..epochs {
         loader.set_epoch(e);
@@ -112,7 +131,11 @@ fn loader_rate(ds: &Arc<Dataset>, layout: Layout, threads: usize, epochs: u64) -
             images += batch.expect("batch").shape()[0];
         }
     }
-    images as f64 / t.elapsed().as_secs_f64()
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = cpu
+        .zip(cpu_seconds())
+        .map_or(f64::NAN, |(a, b)| images as f64 / (b - a).max(0.01));
+    (images as f64 / wall, cpu)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -123,7 +146,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let count = arg("--count", 1000);
     let epochs = arg("--epochs", 2) as u64;
-    let reps = arg("--reps", 3).max(1);
+    let reps = arg("--reps", 7).max(1);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -153,26 +176,43 @@ fn main() {
     assert!(sets[1].1.record_in_place(0).expect("rec").is_some());
     assert!(sets[2].1.record_in_place(0).expect("rec").is_none());
     println!(
-        "loader from HDF5 vs raw shards: batches of 128 at 224 from {count} synthetic 256 px images, \
-         {epochs} epochs per measurement, median of {reps} interleaved runs (images/s)"
+        "loader from HDF5 vs raw shards: batches of 128 at 224 from {count} synthetic 256 px images; \
+         {reps} rounds, each running every source for {epochs} epochs in turn; medians. \
+         images/s (wall clock) and, in brackets, images per CPU-second (all threads); % of raw shards"
     );
     println!(
-        "{:<8} {:>7}  {:>12} {:>19} {:>19} {:>19}",
+        "{:<8} {:>7}  {:>16} {:>26} {:>26} {:>26}",
         "layout", "threads", sets[0].0, sets[1].0, sets[2].0, sets[3].0
     );
     for (lname, layout) in [("f32 NCHW", Layout::F32Nchw), ("u8 NHWC", Layout::U8Nhwc)] {
         for threads in 1..=cores {
-            let mut runs = vec![Vec::new(); sets.len()];
+            let mut loaders: Vec<Loader> = sets
+                .iter()
+                .map(|(_, ds)| warm_loader(ds, layout, threads))
+                .collect();
+            let mut wall = vec![Vec::new(); sets.len()];
+            let mut cpu = vec![Vec::new(); sets.len()];
             for _ in 0..reps {
-                for (k, (_, ds)) in sets.iter().enumerate() {
-                    runs[k].push(loader_rate(ds, layout, threads, epochs));
+                for (k, loader) in loaders.iter_mut().enumerate() {
+                    let (w, c) = rates(loader, epochs);
+                    wall[k].push(w);
+                    cpu[k].push(c);
                 }
             }
-            let rates: Vec<f64> = runs.into_iter().map(median).collect();
-            let col = |k: usize| format!("{:.0} ({:.0} %)", rates[k], 100.0 * rates[k] / rates[0]);
+            let wall: Vec<f64> = wall.into_iter().map(median).collect();
+            let cpu: Vec<f64> = cpu.into_iter().map(median).collect();
+            let col = |k: usize| {
+                format!(
+                    "{:.0} {:.0}% [{:.0} {:.0}%]",
+                    wall[k],
+                    100.0 * wall[k] / wall[0],
+                    cpu[k],
+                    100.0 * cpu[k] / cpu[0]
+                )
+            };
             println!(
-                "{lname:<8} {threads:>7}  {:>12.0} {:>19} {:>19} {:>19}",
-                rates[0],
+                "{lname:<8} {threads:>7}  {:>16} {:>26} {:>26} {:>26}",
+                format!("{:.0} [{:.0}]", wall[0], cpu[0]),
                 col(1),
                 col(2),
                 col(3)
