@@ -486,13 +486,39 @@ mod imp {
             Ok(self.labels.len() as u64)
         }
 
+        /// One pass over the images, in parallel (rayon) when they are read in place; exact sums,
+        /// so the result does not depend on the split.
         fn compute_stats(&self, size: u32) -> Result<Stats> {
-            let mut acc = StatsAccumulator::new(size);
-            let mut buf = vec![0u8; self.record_len];
-            for i in 0..self.labels.len() {
-                self.read_pixels(i, &mut buf)?;
-                acc.add_image(&buf);
-            }
+            use rayon::prelude::*;
+            let acc = if self.direct.is_some() {
+                (0..self.labels.len())
+                    .into_par_iter()
+                    .try_fold(
+                        || StatsAccumulator::new(size),
+                        |mut acc, i| -> Result<StatsAccumulator> {
+                            if let Some(rec) = self.record_in_place(i)? {
+                                acc.add_image(rec.bytes);
+                            }
+                            Ok(acc)
+                        },
+                    )
+                    .try_reduce(
+                        || StatsAccumulator::new(size),
+                        |mut a, b| {
+                            a.merge(&b);
+                            Ok(a)
+                        },
+                    )?
+            } else {
+                // Through H5Dread: HDF5's lock serializes it anyway.
+                let mut acc = StatsAccumulator::new(size);
+                let mut buf = vec![0u8; self.record_len];
+                for i in 0..self.labels.len() {
+                    self.read_pixels(i, &mut buf)?;
+                    acc.add_image(&buf);
+                }
+                acc
+            };
             acc.finish()
                 .ok_or_else(|| Error::format(&self.path, "no images to compute statistics from"))
         }
