@@ -1102,3 +1102,45 @@ mod imp {
         is::<H5Records>();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_at_the_start_or_after_a_user_block() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let write = |name: &str, at: usize| -> std::io::Result<std::path::PathBuf> {
+            let mut bytes = vec![0u8; at + 64];
+            bytes[at..at + 8].copy_from_slice(SIGNATURE);
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes)?;
+            Ok(p)
+        };
+        assert!(is_hdf5_file(&write("a.h5", 0)?));
+        assert!(is_hdf5_file(&write("b.h5", 512)?));
+        assert!(is_hdf5_file(&write("c.h5", 2048)?));
+        assert!(
+            !is_hdf5_file(&write("d.h5", 100)?),
+            "only at 0, 512, 1024, …"
+        );
+        assert!(!is_hdf5_file(dir.path()), "a directory");
+        assert!(!is_hdf5_file(&dir.path().join("missing.h5")));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "hdf5"))]
+    #[test]
+    fn without_the_feature_an_hdf5_file_names_the_fix() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("x.h5");
+        let mut bytes = SIGNATURE.to_vec();
+        bytes.resize(64, 0);
+        std::fs::write(&p, bytes)?;
+        match crate::Dataset::open(&p) {
+            Ok(_) => panic!("opened without HDF5 support"),
+            Err(e) => assert!(e.to_string().contains("--features hdf5"), "{e}"),
+        }
+        Ok(())
+    }
+}
