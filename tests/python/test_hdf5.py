@@ -120,6 +120,16 @@ def test_alexpipe_file_reads_in_h5py(built):
         assert "broken_truncated.jpg" in f["rejects_tsv"][()].decode()
 
 
+def test_loader_from_an_hdf5_path_equals_the_shards(built):
+    for layout in ("f32_nchw", "u8_nhwc"):
+        a = [(x.copy(), y.copy()) for x, y in alexpipe.Loader(built / "sh", batch_size=8, crop=56, seed=2, layout=layout)]
+        b = [(x.copy(), y.copy()) for x, y in alexpipe.Loader(str(built / "b.h5"), batch_size=8, crop=56, seed=2, layout=layout)]
+        assert len(a) == len(b) == 31 // 8
+        for (xa, ya), (xb, yb) in zip(a, b):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+
+
 def test_cli_build_and_convert_round_trip(built, tmp_path):
     run_build(FIXTURES, tmp_path / "cli.h5", "--size", S, "--format", "hdf5")
     with h5py.File(tmp_path / "cli.h5", "r") as f:
