@@ -166,7 +166,15 @@ fn main() {
             make_filtered(&raw, &dir.join(name), gzip);
         }
     }
-    let open = |name: &str| Arc::new(Dataset::open(dir.join(name)).expect(name));
+    let open = |name: &str| {
+        let t = Instant::now();
+        let ds = Arc::new(Dataset::open(dir.join(name)).expect(name));
+        println!(
+            "open {name}: {:.1} ms ({count} images)",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        ds
+    };
     let sets: [(&str, Arc<Dataset>); 4] = [
         ("raw shards", raw.clone()),
         ("h5 in place", open("inplace.h5")),
