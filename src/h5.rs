@@ -350,7 +350,7 @@ mod imp {
                     Ok(Direct { map, offsets })
                 })
                 .transpose()?;
-            let mut records = H5Records {
+            let records = H5Records {
                 path: path.to_path_buf(),
                 _file: file.clone(),
                 images,
@@ -394,8 +394,6 @@ mod imp {
                 stats: StatsInfo::from_stats(&stats),
                 build,
             };
-            // Keep the stored manifest's shard layout for a lossless conversion back.
-            records.labels.shrink_to_fit();
             Ok((records, manifest, stats))
         }
 
