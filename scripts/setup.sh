@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine with the Rust toolchain and Python 3:
 #  - cmake and nasm, to build the bundled libjpeg-turbo (turbojpeg-sys) with its SIMD code;
+#  - libhdf5-dev and pkg-config, for the `hdf5` cargo feature (HDF5 input/output, hdf5-metno);
 #  - Debian's dataset-fashion-mnist (real labelled images for the trainer's "does it learn" test);
 #  - .venv with the Python packages of requirements-dev.txt (test oracles, real photos, and
 #    torch==2.11.0, whose libtorch the trainer links: tch 0.24 expects exactly that version);
@@ -23,6 +24,8 @@ command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists hdf5 2>/dev/null || [ -f /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 if ((${#need[@]})); then apt_install "${need[@]}"; fi
 
 if [ ! -x .venv/bin/python ]; then

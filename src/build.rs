@@ -23,6 +23,61 @@ use crate::shards::{
 };
 use crate::stats::{Stats, StatsAccumulator};
 
+/// What `build` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// An alexpipe dataset directory of shards (`docs/FORMAT.md`).
+    #[default]
+    Shards,
+    /// One HDF5 file (`docs/HDF5.md`; needs the `hdf5` feature and `Mode::Raw`).
+    Hdf5,
+}
+
+/// The output of a build: a shard directory or an HDF5 file. (One per build: its size is moot.)
+#[allow(clippy::large_enum_variant)]
+enum Sink {
+    Shards(DatasetWriter),
+    Hdf5(crate::h5::H5Writer),
+}
+
+impl Sink {
+    fn create(cfg: &BuildConfig, classes: Vec<String>) -> Result<Sink> {
+        Ok(match cfg.format {
+            OutputFormat::Shards => Sink::Shards(DatasetWriter::create(
+                &cfg.out,
+                cfg.mode,
+                cfg.size,
+                cfg.shard_size,
+                classes,
+            )?),
+            OutputFormat::Hdf5 => {
+                Sink::Hdf5(crate::h5::H5Writer::create(&cfg.out, cfg.size, classes)?)
+            }
+        })
+    }
+
+    fn push(&mut self, label: u32, rel: &Path, bytes: &[u8]) -> Result<u64> {
+        match self {
+            Sink::Shards(w) => w.push(label, rel, bytes),
+            Sink::Hdf5(w) => w.push(label, rel, bytes),
+        }
+    }
+
+    fn reject(&mut self, rel: &Path, reason: &RejectReason) -> Result<()> {
+        match self {
+            Sink::Shards(w) => w.reject(rel, reason),
+            Sink::Hdf5(w) => w.reject(rel, reason),
+        }
+    }
+
+    fn commit(self, stats: &Stats, build: BuildInfo) -> Result<Manifest> {
+        match self {
+            Sink::Shards(w) => w.commit(stats, build),
+            Sink::Hdf5(w) => w.commit(stats, build),
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildConfig {
@@ -50,6 +105,8 @@ pub struct BuildConfig {
     pub strict: bool,
     /// Decompression-bomb guard.
     pub max_pixels: u64,
+    /// Shard directory or HDF5 file.
+    pub format: OutputFormat,
 }
 
 impl BuildConfig {
@@ -68,6 +125,7 @@ impl BuildConfig {
             threads: None,
             strict: false,
             max_pixels: crate::prep::DEFAULT_MAX_PIXELS,
+            format: OutputFormat::Shards,
         }
     }
 
@@ -92,6 +150,12 @@ impl BuildConfig {
         }
         if self.max_pixels == 0 {
             return Err(Error::Usage("--max-pixels must be at least 1".into()));
+        }
+        if self.format == OutputFormat::Hdf5 && self.mode != Mode::Raw {
+            return Err(Error::Usage(format!(
+                "--format hdf5 stores raw pixels; drop --mode {} (or build shards)",
+                self.mode.name()
+            )));
         }
         Ok(())
     }
@@ -347,13 +411,7 @@ pub fn build_inputs(
 ) -> Result<BuildSummary> {
     cfg.validate()?;
     let threads = worker_threads(cfg.threads);
-    let mut writer = DatasetWriter::create(
-        &cfg.out,
-        cfg.mode,
-        cfg.size,
-        cfg.shard_size,
-        inputs.classes.clone(),
-    )?;
+    let mut writer = Sink::create(cfg, inputs.classes.clone())?;
     let sources = &inputs.sources;
     let dispatch = Dispatch {
         next: AtomicUsize::new(0),

@@ -9,10 +9,12 @@
 //! - [`augment`] (§4.1): crops, reflections, PCA lighting, mean subtraction; fused hot loops.
 //! - [`sampler`]: epoch order, distributed ranks, per-sample random draws from (seed, epoch, index).
 //! - [`loader`] (§4.1): the multi-threaded engine that streams augmented batches.
+//! - [`h5`]: HDF5 datasets in both directions (`--features hdf5`).
 
 pub mod augment;
 pub mod build;
 pub mod error;
+pub mod h5;
 pub mod loader;
 pub mod prep;
 pub mod sampler;
@@ -21,8 +23,9 @@ pub mod stats;
 #[cfg(test)]
 mod test_pixels;
 
-pub use build::{build, recompute_stats, BuildConfig, BuildSummary};
+pub use build::{build, recompute_stats, BuildConfig, BuildSummary, OutputFormat};
 pub use error::{Error, Result};
+pub use h5::H5Keys;
 pub use loader::{Batch, Eigenbasis, Epoch, Layout, Loader, LoaderConfig, MeanMode, Next};
 pub use shards::{Dataset, Mode};
 pub use stats::Stats;

@@ -22,7 +22,7 @@ use crate::augment::{
 use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
 use crate::sampler::{train_params, Sampler};
-use crate::shards::{Dataset, Mode};
+use crate::shards::Dataset;
 use crate::stats::Stats;
 
 /// Memory layout of a batch's images.
@@ -489,9 +489,9 @@ impl Job {
             },
         };
         for (j, &i) in records.iter().enumerate() {
-            // Raw records are read in place; the other modes decode into the worker's scratch.
-            let (label, src): (u32, &[u8]) = if ds.mode() == Mode::Raw {
-                let rec = ds.record(i)?;
+            // Raw records (shards, unfiltered HDF5) are read in place; the others decode or are read
+            // into the worker's scratch.
+            let (label, src): (u32, &[u8]) = if let Some(rec) = ds.record_in_place(i)? {
                 (rec.label, rec.bytes)
             } else {
                 scratch.pixels.resize(size as usize * size as usize * 3, 0);

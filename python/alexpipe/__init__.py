@@ -15,9 +15,13 @@ The images array views the engine's batch buffer without a copy; the buffer goes
 engine when the array is garbage-collected (keep a reference, or ``.copy()``, to hold a batch
 longer). Errors raise ``AlexpipeError`` (or ``ValueError`` for bad arguments) naming the shard and
 record. ``alexpipe.torch`` yields torch tensors.
+
+HDF5 (package built with the ``hdf5`` feature): ``Dataset("file.h5")`` or
+``Dataset("file.h5", images_key=..., labels_key=...)`` reads any N×S×S×3 uint8 image dataset with its
+labels, ``build_shards(..., format="hdf5")`` writes one, ``convert(input, out)`` goes either way.
 """
 
-from ._alexpipe import AlexpipeError, Dataset, Loader, build_shards
+from ._alexpipe import AlexpipeError, Dataset, Loader, build_shards, convert
 
-__all__ = ["AlexpipeError", "Dataset", "Loader", "build_shards"]
+__all__ = ["AlexpipeError", "Dataset", "Loader", "build_shards", "convert"]
 __version__ = "0.1.0"

@@ -23,15 +23,29 @@ def build_shards(
     draft: bool = False,
     shard_size: int = 1024,
     root: Optional[_Path] = None,
+    format: str = "shards",
 ) -> Dict[str, Any]:
     """Builds a dataset (paper §2) from an image folder or a list file; returns a summary dict with
     out, inputs, records, rejected, rejects [(path, reason, detail)], classes, class_counts,
-    threads, elapsed_secs. Releases the GIL while building."""
+    threads, elapsed_secs. Releases the GIL while building. format="hdf5" writes one HDF5 file
+    (raw mode only; needs the hdf5 feature)."""
+
+def convert(
+    input: _Path,
+    out: _Path,
+    images_key: str = "images",
+    labels_key: str = "labels",
+    shard_size: int = 1024,
+) -> int:
+    """Shards -> HDF5 file, or HDF5 file -> raw shards (direction from input), losslessly; returns
+    the number of records. Needs the hdf5 feature."""
 
 class Dataset:
-    """An opened alexpipe dataset."""
+    """An opened alexpipe dataset: a shard directory or an HDF5 file."""
 
-    def __init__(self, path: _Path) -> None: ...
+    def __init__(
+        self, path: _Path, images_key: Optional[str] = None, labels_key: Optional[str] = None
+    ) -> None: ...
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> Tuple[npt.NDArray[np.uint8], int]:
         """(size x size x 3 uint8 pixels, label)."""
@@ -39,6 +53,8 @@ class Dataset:
     def classes(self) -> List[str]: ...
     @property
     def mode(self) -> str: ...
+    @property
+    def is_hdf5(self) -> bool: ...
     @property
     def size(self) -> int: ...
     @property

@@ -43,7 +43,7 @@ fn parse_mode(mode: &str) -> PyResult<Mode> {
 /// image folder (one sub-folder per class) or a `path label` list file. Returns a summary dict.
 #[pyfunction]
 #[pyo3(signature = (input, out, size=256, mode="raw", threads=None, strict=false, progress=true,
-                    quality=90, draft=false, shard_size=1024, root=None))]
+                    quality=90, draft=false, shard_size=1024, root=None, format="shards"))]
 #[allow(clippy::too_many_arguments)]
 fn build_shards<'py>(
     py: Python<'py>,
@@ -58,8 +58,18 @@ fn build_shards<'py>(
     draft: bool,
     shard_size: u64,
     root: Option<PathBuf>,
+    format: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut cfg = alexpipe::BuildConfig::new(input, out);
+    cfg.format = match format {
+        "shards" => alexpipe::OutputFormat::Shards,
+        "hdf5" => alexpipe::OutputFormat::Hdf5,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "format {other:?}: use \"shards\" or \"hdf5\""
+            )))
+        }
+    };
     cfg.size = size;
     cfg.mode = parse_mode(mode)?;
     cfg.threads = threads;
@@ -101,6 +111,37 @@ fn build_shards<'py>(
     Ok(d)
 }
 
+/// Converts between alexpipe shards and HDF5, losslessly; the direction follows from `input`: an
+/// HDF5 file becomes a raw shard directory `out`, a shard directory becomes the HDF5 file `out`.
+/// Returns the number of records. Needs the package built with the `hdf5` feature.
+#[pyfunction]
+#[pyo3(signature = (input, out, images_key="images", labels_key="labels", shard_size=1024))]
+fn convert(
+    py: Python<'_>,
+    input: PathBuf,
+    out: PathBuf,
+    images_key: &str,
+    labels_key: &str,
+    shard_size: u64,
+) -> PyResult<u64> {
+    let opts = alexpipe::h5::ConvertOptions {
+        keys: alexpipe::H5Keys {
+            images: images_key.into(),
+            labels: labels_key.into(),
+        },
+        shard_size: shard_size.max(1),
+    };
+    py.detach(|| {
+        if alexpipe::h5::is_hdf5_file(&input) {
+            alexpipe::h5::hdf5_to_shards(&input, &out, &opts, &|_| {})
+        } else {
+            alexpipe::h5::shards_to_hdf5(&input, &out, &|_| {})
+        }
+    })
+    .map(|m| m.num_records)
+    .map_err(to_py)
+}
+
 /// An opened alexpipe dataset: `len(ds)`, `ds[i] -> (uint8 array HWC, label)`, and its statistics.
 #[pyclass(frozen, module = "alexpipe._alexpipe")]
 struct Dataset {
@@ -109,10 +150,28 @@ struct Dataset {
 
 #[pymethods]
 impl Dataset {
+    /// `path`: a shard directory or an HDF5 file; for HDF5, `images_key` / `labels_key` name the
+    /// N×S×S×3 uint8 image dataset and the label dataset.
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, images_key=None, labels_key=None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        images_key: Option<String>,
+        labels_key: Option<String>,
+    ) -> PyResult<Self> {
         let inner = py
-            .detach(|| alexpipe::Dataset::open(&path))
+            .detach(|| {
+                if images_key.is_none() && labels_key.is_none() {
+                    return alexpipe::Dataset::open(&path);
+                }
+                let d = alexpipe::H5Keys::default();
+                let keys = alexpipe::H5Keys {
+                    images: images_key.unwrap_or(d.images),
+                    labels: labels_key.unwrap_or(d.labels),
+                };
+                alexpipe::Dataset::open_hdf5(&path, &keys)
+            })
             .map_err(to_py)?;
         Ok(Dataset {
             inner: Arc::new(inner),
@@ -163,13 +222,19 @@ impl Dataset {
         self.inner.mode().name()
     }
 
+    /// True when the records come from an HDF5 file.
+    #[getter]
+    fn is_hdf5(&self) -> bool {
+        self.inner.is_hdf5()
+    }
+
     /// Side length of the stored images.
     #[getter]
     fn size(&self) -> u32 {
         self.inner.size()
     }
 
-    /// The dataset directory.
+    /// The dataset directory (or HDF5 file).
     #[getter]
     fn path(&self) -> String {
         self.inner.dir().display().to_string()
@@ -485,6 +550,7 @@ fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<
 #[pymodule]
 fn _alexpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_class::<Dataset>()?;
     m.add_class::<Loader>()?;
     m.add_class::<LoaderIter>()?;

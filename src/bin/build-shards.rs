@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use alexpipe::build::{build_inputs, discover};
 use alexpipe::shards::{Manifest, REJECTS_FILE};
-use alexpipe::{recompute_stats, BuildConfig, BuildSummary, Mode, Stats};
+use alexpipe::{recompute_stats, BuildConfig, BuildSummary, Mode, OutputFormat, Stats};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,6 +20,15 @@ enum ModeArg {
     Jpeg,
     /// The source file untouched: the engine decodes, resizes and crops at train time.
     Original,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum FormatArg {
+    /// A directory of checksummed, memory-mapped shards (docs/FORMAT.md).
+    Shards,
+    /// One HDF5 file: images (N, S, S, 3) u8, labels, class names, statistics (docs/HDF5.md;
+    /// needs the `hdf5` cargo feature).
+    Hdf5,
 }
 
 /// Build an alexpipe dataset: decode every image, resize its short side to --size, crop the central
@@ -41,6 +50,9 @@ struct Cli {
     /// Side length of the stored images.
     #[arg(long, default_value_t = 256)]
     size: u32,
+    /// Output format: a shard directory, or one HDF5 file (OUT.h5).
+    #[arg(long, value_enum, default_value_t = FormatArg::Shards)]
+    format: FormatArg,
     /// Record layout.
     #[arg(long, value_enum, default_value_t = ModeArg::Raw)]
     mode: ModeArg,
@@ -64,7 +76,7 @@ struct Cli {
     #[arg(long, default_value_t = alexpipe::prep::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
     /// Recompute the statistics of the existing dataset INPUT (no OUT).
-    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "mode", "quality", "draft", "shard_size", "strict"])]
+    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "mode", "quality", "draft", "shard_size", "strict", "format"])]
     stats_only: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
@@ -112,15 +124,26 @@ fn print_stats(stats: &Stats) {
 
 fn print_summary(s: &BuildSummary) {
     let m = &s.manifest;
-    println!(
-        "wrote {} records in {} shard(s) to {} (mode {}, {}x{})",
-        m.num_records,
-        m.shards.len(),
-        s.out.display(),
-        m.mode.name(),
-        m.size,
-        m.size
-    );
+    let hdf5 = m.shards.is_empty();
+    if hdf5 {
+        println!(
+            "wrote {} records to {} (HDF5, {}x{})",
+            m.num_records,
+            s.out.display(),
+            m.size,
+            m.size
+        );
+    } else {
+        println!(
+            "wrote {} records in {} shard(s) to {} (mode {}, {}x{})",
+            m.num_records,
+            m.shards.len(),
+            s.out.display(),
+            m.mode.name(),
+            m.size,
+            m.size
+        );
+    }
     for (class, count) in m.classes.iter().zip(&m.class_counts) {
         println!("  {count:>8}  {class}");
     }
@@ -129,7 +152,11 @@ fn print_summary(s: &BuildSummary) {
             "rejected {} of {} inputs (listed in {}):",
             m.rejected,
             s.inputs,
-            s.out.join(REJECTS_FILE).display()
+            if hdf5 {
+                format!("the rejects_tsv dataset of {}", s.out.display())
+            } else {
+                s.out.join(REJECTS_FILE).display().to_string()
+            }
         );
         for (path, reason) in s.rejects.iter().take(10) {
             println!("  {}: {reason}", path.display());
@@ -203,6 +230,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         threads: cli.threads,
         strict: cli.strict,
         max_pixels: cli.max_pixels,
+        format: match cli.format {
+            FormatArg::Shards => OutputFormat::Shards,
+            FormatArg::Hdf5 => OutputFormat::Hdf5,
+        },
     };
     let (inputs, kind) = discover(&cfg)?;
     let bar = progress_bar(inputs.sources.len() as u64, cli.quiet);

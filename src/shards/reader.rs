@@ -43,12 +43,39 @@ pub struct Dataset {
     shard_starts: Vec<u64>,
     /// `None` only when opened with [`Dataset::open_without_stats`].
     stats: Option<Stats>,
+    /// The records of an HDF5 file ([`Dataset::open_hdf5`]); `None` for shards.
+    h5: Option<crate::h5::H5Records>,
 }
 
 impl Dataset {
-    /// Opens and validates the dataset at `dir`, statistics included.
+    /// Opens and validates the dataset at `dir`, statistics included. A file with an HDF5 signature
+    /// opens as [`Dataset::open_hdf5`] with the default keys.
     pub fn open(dir: impl AsRef<Path>) -> Result<Dataset> {
+        if crate::h5::is_hdf5_file(dir.as_ref()) {
+            return Self::open_hdf5(dir, &crate::h5::H5Keys::default());
+        }
         Self::open_inner(dir.as_ref(), true)
+    }
+
+    /// Opens an HDF5 file holding an N×S×S×3 uint8 image dataset and an N-long integer label
+    /// dataset named by `keys` (statistics read from the file, or computed when it has none).
+    /// Needs the `hdf5` feature.
+    pub fn open_hdf5(path: impl AsRef<Path>, keys: &crate::h5::H5Keys) -> Result<Dataset> {
+        let path = path.as_ref();
+        let (records, manifest, stats) = crate::h5::H5Records::open(path, keys)?;
+        Ok(Dataset {
+            dir: path.to_path_buf(),
+            manifest,
+            shards: Vec::new(),
+            shard_starts: Vec::new(),
+            stats: Some(stats),
+            h5: Some(records),
+        })
+    }
+
+    /// True when the records come from an HDF5 file.
+    pub fn is_hdf5(&self) -> bool {
+        self.h5.is_some()
     }
 
     /// Opens the records only, for recomputing statistics that are missing or damaged.
@@ -105,10 +132,11 @@ impl Dataset {
             shards,
             shard_starts,
             stats,
+            h5: None,
         })
     }
 
-    /// The dataset directory.
+    /// The dataset directory (the file, for HDF5).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -163,11 +191,22 @@ impl Dataset {
 
     /// Label of record `index` (no checksum needed: the table is checked at open).
     pub fn label(&self, index: usize) -> Result<u32> {
+        if let Some(h5) = &self.h5 {
+            return h5.label(index);
+        }
         Ok(self.locate(index)?.1.label)
     }
 
     /// Record `index`, its CRC-32C checked the first time it is read.
     pub fn record(&self, index: usize) -> Result<RecordRef<'_>> {
+        if let Some(h5) = &self.h5 {
+            return h5.record_in_place(index)?.ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}: the images are compressed or filtered, so records have no bytes in place; use read_pixels",
+                    self.dir.display()
+                ))
+            });
+        }
         let (shard, e) = self.locate(index)?;
         let bytes = &shard.map[e.offset as usize..(e.offset + e.len) as usize];
         let local = (e.global_index - shard.entries[0].global_index) as usize;
@@ -187,6 +226,16 @@ impl Dataset {
         })
     }
 
+    /// Record `index` read in place, when its `size`×`size`×3 pixels are stored as such (raw shards,
+    /// unfiltered HDF5); `None` when they must be decoded or read through [`Dataset::read_pixels`].
+    pub fn record_in_place(&self, index: usize) -> Result<Option<RecordRef<'_>>> {
+        match &self.h5 {
+            Some(h5) => h5.record_in_place(index),
+            None if self.mode() == Mode::Raw => self.record(index).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Writes record `index`'s `size`×`size`×3 pixels into `out`, decoding as the mode requires
     /// (original mode applies §2's decode, short-side resize and centre crop, exactly as the build did).
     pub fn read_pixels(
@@ -195,6 +244,9 @@ impl Dataset {
         resize: &mut ResizeCrop,
         out: &mut [u8],
     ) -> Result<u32> {
+        if let Some(h5) = &self.h5 {
+            return h5.read_pixels(index, out);
+        }
         let rec = self.record(index)?;
         let shard_path = &self.locate(index)?.0.path;
         let s = self.size();
@@ -226,6 +278,9 @@ impl Dataset {
     /// Checks every byte: each shard's whole-file CRC-32C against the manifest, every record's CRC,
     /// and the other files' checksums. Returns the number of records checked.
     pub fn verify(&self) -> Result<u64> {
+        if let Some(h5) = &self.h5 {
+            return h5.verify();
+        }
         for (shard, info) in self.shards.iter().zip(&self.manifest.shards) {
             if crc32c::crc32c(&shard.map) != info.crc32c {
                 return Err(Error::format(&shard.path, "file checksum does not match the manifest: the shard is corrupt — rebuild the dataset"));

@@ -367,6 +367,17 @@ impl DatasetWriter {
         Ok(())
     }
 
+    /// Replaces the text of `rejects.tsv` with `text` and the rejected count with `rejected`: a
+    /// conversion back from HDF5 restores the dataset's own report byte for byte.
+    pub fn restore_rejects(&mut self, text: &[u8], rejected: u64) -> Result<()> {
+        let p = self.partial.join(REJECTS_FILE);
+        let mut w = BufWriter::new(fs::File::create(&p).at(&p)?);
+        w.write_all(text).at(&p)?;
+        self.rejects = w;
+        self.rejected = rejected;
+        Ok(())
+    }
+
     fn close_shard(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
             let count = w.len();
