@@ -22,7 +22,7 @@ use crate::augment::{
 use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
 use crate::sampler::{train_params, Sampler};
-use crate::shards::{Dataset, Mode};
+use crate::shards::Dataset;
 
 /// Memory layout of a batch's images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,7 +431,7 @@ fn worker(
     }
 }
 
-/// Per-worker decode state for jpeg and original shards.
+/// Per-worker read and decode state.
 #[derive(Default)]
 struct Scratch {
     resize: ResizeCrop,
@@ -471,15 +471,11 @@ impl Job {
             },
         };
         for (j, &i) in records.iter().enumerate() {
-            // Raw records are read in place; the other modes decode into the worker's scratch.
-            let (label, src): (u32, &[u8]) = if ds.mode() == Mode::Raw {
-                let rec = ds.record(i)?;
-                (rec.label, rec.bytes)
-            } else {
-                scratch.pixels.resize(size as usize * size as usize * 3, 0);
-                let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
-                (label, &scratch.pixels)
-            };
+            // Every mode reads (raw) or decodes (jpeg, original) into the worker's scratch, with
+            // the record's checksum verified first.
+            scratch.pixels.resize(size as usize * size as usize * 3, 0);
+            let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
+            let src: &[u8] = &scratch.pixels;
             bufs.labels.push(label as i64);
             bufs.indices.push(i);
             for (v, p) in self.views(i, size).into_iter().take(views).enumerate() {

@@ -1,0 +1,200 @@
+//! The bodies of the fuzz targets in `fuzz/` (cargo-fuzz, nightly), shared with
+//! `tests/fuzz_regressions.rs`, which replays every input kept in `tests/fuzz_regressions/` with
+//! stable Rust. Each function must return normally for *any* input: a panic, hang or runaway
+//! allocation is a bug. Inputs are interpreted as:
+//!
+//! - [`manifest`]: the bytes of `manifest.json` next to a valid small raw dataset's files;
+//! - [`shard_reader`]: the bytes of `shard-00000.bin` of a valid small dataset (raw, or jpeg when
+//!   byte 12, the header's mode, is 1), with the manifest's size and CRC for that shard updated
+//!   to match, so that the header, table and record checks are what stands in the way;
+//! - [`jpeg_record`]: a jpeg-mode record, decoded and resized as `Dataset::read_pixels` does;
+//! - [`build_decode`]: an input file's bytes, through build-shards' sniff, decode, resize, crop
+//!   and re-encode (`alexpipe::build::prepare_file_bytes`).
+//!
+//! Decoding is capped at [`MAX_PIXELS`] so that the memory bound under test is that of a worker
+//! with `--max-pixels 4194304`.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use alexpipe::build::prepare_file_bytes;
+use alexpipe::prep::{decode_rgb, DecodeOptions, ResizeCrop};
+use alexpipe::{BuildConfig, Dataset, Mode};
+
+/// Side of the records of the base datasets.
+pub const SIZE: u32 = 16;
+/// The decompression-bomb guard the targets run with.
+pub const MAX_PIXELS: u64 = 1 << 22;
+
+struct Base {
+    root: PathBuf,
+    raw: PathBuf,
+    jpeg: PathBuf,
+    /// Serialises targets that rewrite files under `root` (tests run on several threads).
+    lock: Mutex<()>,
+}
+
+fn fixtures() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [here.join("fixtures/images"), here.join("../fixtures/images")]
+        .into_iter()
+        .find(|p| p.is_dir())
+        .expect("fixtures/images next to the crate or its parent")
+}
+
+fn base() -> &'static Base {
+    static BASE: OnceLock<Base> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let tmp = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let root = tmp.join(format!("alexpipe-fuzz-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("create the fuzz work directory");
+        let _ = BASE_ROOT.set(root.clone());
+        let make = |mode: Mode, name: &str| {
+            let out = root.join(name);
+            let mut cfg = BuildConfig::new(fixtures(), &out);
+            cfg.mode = mode;
+            cfg.size = SIZE;
+            cfg.shard_size = 4;
+            cfg.threads = Some(1);
+            alexpipe::build(&cfg, &|_| {}).expect("build the base dataset");
+            out
+        };
+        let raw = make(Mode::Raw, "raw");
+        let jpeg = make(Mode::Jpeg, "jpeg");
+        Base {
+            root,
+            raw,
+            jpeg,
+            lock: Mutex::new(()),
+        }
+    })
+}
+
+/// Removes the work directory (the fuzz targets never exit normally; tests call this).
+pub fn cleanup() {
+    if let Some(b) = BASE_ROOT.get() {
+        let _ = fs::remove_dir_all(b);
+    }
+}
+static BASE_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// A copy of `src` (a dataset) at `dst`, made once.
+fn work_copy(src: &Path, dst: &Path) {
+    if dst.exists() {
+        return;
+    }
+    fs::create_dir_all(dst).expect("work dir");
+    for e in fs::read_dir(src).expect("read base dataset").flatten() {
+        fs::copy(e.path(), dst.join(e.file_name())).expect("copy base dataset");
+    }
+}
+
+/// Opens `dir` and reads every record; when `verify` passes, raw records must all read.
+fn exercise(dir: &Path) {
+    let Ok(ds) = Dataset::open(dir) else {
+        return;
+    };
+    let verified = ds.verify().is_ok();
+    let s = ds.size() as usize;
+    // A dataset that opened has a size matching its mean image, so this allocation is bounded by
+    // what the files already hold.
+    let mut buf = vec![0u8; s * s * 3];
+    let mut resize = ResizeCrop::new();
+    for i in 0..ds.len() {
+        let r = ds.read_pixels(i, &mut resize, &mut buf);
+        if verified && ds.mode() == Mode::Raw {
+            assert!(r.is_ok(), "verify passed but record {i} fails: {r:?}");
+        }
+        if let Err(e) = r {
+            let msg = e.to_string();
+            assert!(msg.contains("shard-"), "error names no shard: {msg}");
+        }
+    }
+    let _ = ds.record(ds.len());
+}
+
+/// Fuzz target `manifest`.
+pub fn manifest(data: &[u8]) {
+    let b = base();
+    let _guard = b.lock.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = b.root.join("work-manifest");
+    work_copy(&b.raw, &dir);
+    fs::write(dir.join("manifest.json"), data).expect("write manifest");
+    exercise(&dir);
+}
+
+/// Fuzz target `shard_reader`.
+pub fn shard_reader(data: &[u8]) {
+    let b = base();
+    let _guard = b.lock.lock().unwrap_or_else(|p| p.into_inner());
+    let (src, dir) = if data.get(12) == Some(&1) {
+        (&b.jpeg, b.root.join("work-shard-jpeg"))
+    } else {
+        (&b.raw, b.root.join("work-shard-raw"))
+    };
+    work_copy(src, &dir);
+    let text = fs::read(src.join("manifest.json")).expect("base manifest");
+    let mut m: serde_json::Value = serde_json::from_slice(&text).expect("base manifest parses");
+    m["shards"][0]["bytes"] = serde_json::json!(data.len());
+    m["shards"][0]["crc32c"] = serde_json::json!(crc32c::crc32c(data));
+    fs::write(dir.join("shard-00000.bin"), data).expect("write shard");
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&m).expect("manifest serialises"),
+    )
+    .expect("write manifest");
+    exercise(&dir);
+}
+
+/// Fuzz target `jpeg_record`.
+pub fn jpeg_record(data: &[u8]) {
+    // The last byte's low bit picks draft (DCT-scaled) decoding, as original-mode --draft reads do.
+    let draft = data.last().is_some_and(|b| b & 1 == 1);
+    let opts = DecodeOptions {
+        max_pixels: MAX_PIXELS,
+        draft_for: draft.then_some(SIZE),
+    };
+    if let Ok(img) = decode_rgb(data, &opts) {
+        assert_eq!(
+            img.pixels.len(),
+            img.width as usize * img.height as usize * 3
+        );
+        assert!(img.width as u64 * img.height as u64 <= MAX_PIXELS);
+        let mut out = vec![0u8; (SIZE * SIZE * 3) as usize];
+        ResizeCrop::new().resize_center_crop(&img, SIZE, &mut out);
+    }
+}
+
+/// Fuzz target `build_decode`.
+pub fn build_decode(data: &[u8]) {
+    let mode = match data.last().map(|b| b % 3) {
+        Some(1) => Mode::Jpeg,
+        Some(2) => Mode::Original,
+        _ => Mode::Raw,
+    };
+    let mut cfg = BuildConfig::new("in", "out");
+    cfg.size = SIZE;
+    cfg.mode = mode;
+    cfg.max_pixels = MAX_PIXELS;
+    match prepare_file_bytes(data, &cfg) {
+        Ok(record) => match mode {
+            Mode::Raw => assert_eq!(record.len(), (SIZE * SIZE * 3) as usize),
+            Mode::Original => assert_eq!(record, data),
+            Mode::Jpeg => {
+                let img = decode_rgb(&record, &DecodeOptions::default()).expect("our JPEG decodes");
+                assert_eq!((img.width, img.height), (SIZE, SIZE));
+            }
+        },
+        Err(reason) => assert!(
+            !matches!(reason, alexpipe::prep::RejectReason::DecoderPanic(_)),
+            "a decoder panicked (contained in a build, but a bug): {reason}"
+        ),
+    }
+}
