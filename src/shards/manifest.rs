@@ -169,7 +169,7 @@ impl Manifest {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::format(
                     dir,
-                    "no manifest.json: not an alexpipe dataset, or an interrupted build — run build-shards again",
+                    "no manifest.json: an incomplete dataset (its build was interrupted) or not an alexpipe dataset — run build-shards again",
                 )
             } else {
                 Error::io(&path, e)
