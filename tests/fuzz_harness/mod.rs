@@ -198,3 +198,73 @@ pub fn build_decode(data: &[u8]) {
         ),
     }
 }
+
+/// Valid (and slightly damaged) inputs for each target: the base datasets' manifests and first
+/// shards, fixture images and jpeg-mode records. The fuzz seed corpus is made from these
+/// (docs/RELIABILITY.md), and `tests/fuzz_regressions.rs` replays them. Not in the fuzz builds.
+#[cfg(test)]
+pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let b = base();
+    let mut out = Vec::new();
+    let read = |p: PathBuf| fs::read(&p).expect("read seed");
+    out.push(("manifest", "raw".into(), read(b.raw.join("manifest.json"))));
+    for (name, dir) in [("raw", &b.raw), ("jpeg", &b.jpeg)] {
+        let shard = read(dir.join("shard-00000.bin"));
+        out.push(("shard_reader", name.into(), shard.clone()));
+        out.push((
+            "shard_reader",
+            format!("{name}-truncated"),
+            shard[..shard.len() / 2].to_vec(),
+        ));
+    }
+    // jpeg-mode records: the base jpeg dataset's, as stored.
+    let ds = Dataset::open(&b.jpeg).expect("open base");
+    for i in 0..3 {
+        let rec = ds.record(i).expect("record");
+        out.push(("jpeg_record", format!("record-{i}"), rec.bytes));
+    }
+    // Small fixture files of each format for the build path.
+    let mut files: Vec<PathBuf> = ["blobs", "checkers", "circles", "stripes"]
+        .iter()
+        .flat_map(|c| fs::read_dir(fixtures().join(c)).expect("ls").flatten())
+        .map(|e| e.path())
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() <= 40_000))
+        .collect();
+    files.sort();
+    for p in files {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = read(p);
+        if alexpipe::prep::is_jpeg(&bytes) && bytes.len() < 2_000 {
+            out.push(("jpeg_record", name.clone(), bytes.clone()));
+        }
+        out.push(("build_decode", name, bytes));
+    }
+    // Tiny images in every other format the `image` crate decodes for us.
+    let img = image::RgbaImage::from_fn(5, 4, |x, y| image::Rgba([x as u8 * 50, y as u8 * 60, 7, 200]));
+    let rgb = image::DynamicImage::ImageRgba8(img.clone()).to_rgb8();
+    use image::ImageFormat as F;
+    for (fmt, name) in [
+        (F::Png, "png"),
+        (F::Gif, "gif"),
+        (F::Bmp, "bmp"),
+        (F::Tiff, "tiff"),
+        (F::WebP, "webp"),
+        (F::Pnm, "pnm"),
+        (F::Tga, "tga"),
+        (F::Ico, "ico"),
+    ] {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        let written = if fmt == F::Pnm {
+            rgb.write_to(&mut bytes, fmt)
+        } else {
+            img.write_to(&mut bytes, fmt)
+        };
+        if written.is_ok() {
+            out.push(("build_decode", format!("tiny.{name}"), bytes.into_inner()));
+        }
+    }
+    out
+}
