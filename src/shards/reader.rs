@@ -31,8 +31,7 @@ impl Shard {
     /// Reads `out.len()` bytes at `offset` with `pread`: never a memory access that can fault, so
     /// a file truncated or failing under us gives an error, not SIGBUS.
     fn read_at(&self, offset: u64, out: &mut [u8], what: &str) -> Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.file.read_exact_at(out, offset).map_err(|e| {
+        read_exact_at(&self.file, out, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 let now = self.file.metadata().map(|m| m.len()).unwrap_or(0);
                 Error::format(
@@ -353,10 +352,7 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
         return Err(bad("record table overlaps the data region".into()));
     };
     let mut table = vec![0u8; (table_end - HEADER_LEN as u64) as usize];
-    {
-        use std::os::unix::fs::FileExt;
-        file.read_exact_at(&mut table, HEADER_LEN as u64).at(path)?;
-    }
+    read_exact_at(&file, &mut table, HEADER_LEN as u64).at(path)?;
     if crc32c::crc32c(&table) != header.table_crc {
         return Err(bad("record table checksum mismatch".into()));
     }
@@ -392,10 +388,9 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
 
 /// Reads up to `buf.len()` bytes from the start of `file`; returns how many there were.
 fn read_prefix(file: &fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
     let mut got = 0;
     while got < buf.len() {
-        match file.read_at(&mut buf[got..], got as u64) {
+        match read_at(file, &mut buf[got..], got as u64) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -403,4 +398,28 @@ fn read_prefix(file: &fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+/// Positioned read (`pread`): no shared file cursor, so any number of threads read at once.
+fn read_at(file: &fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_at(file, buf, offset);
+    #[cfg(windows)]
+    return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+}
+
+/// Fills `buf` from `offset`; `UnexpectedEof` when the file ends first.
+fn read_exact_at(file: &fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match read_at(file, buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -38,10 +38,13 @@ struct Base {
 
 fn fixtures() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [here.join("fixtures/images"), here.join("../fixtures/images")]
-        .into_iter()
-        .find(|p| p.is_dir())
-        .expect("fixtures/images next to the crate or its parent")
+    [
+        here.join("fixtures/images"),
+        here.join("../fixtures/images"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+    .expect("fixtures/images next to the crate or its parent")
 }
 
 fn base() -> &'static Base {
@@ -243,7 +246,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         out.push(("build_decode", name, bytes));
     }
     // Tiny images in every other format the `image` crate decodes for us.
-    let img = image::RgbaImage::from_fn(5, 4, |x, y| image::Rgba([x as u8 * 50, y as u8 * 60, 7, 200]));
+    let img = image::RgbaImage::from_fn(5, 4, |x, y| {
+        image::Rgba([x as u8 * 50, y as u8 * 60, 7, 200])
+    });
     let rgb = image::DynamicImage::ImageRgba8(img.clone()).to_rgb8();
     use image::ImageFormat as F;
     for (fmt, name) in [
