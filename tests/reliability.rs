@@ -348,3 +348,49 @@ fn manifest_file_names_cannot_leave_the_dataset_directory() {
         .to_string();
     assert!(msg.contains("not a plain file name"), "{msg}");
 }
+
+#[test]
+fn a_progressive_jpeg_with_endless_scans_is_refused_not_decoded_forever() {
+    use alexpipe::prep::{decode_rgb, DecodeOptions};
+    let good = fs::read(fixtures().join("blobs/blob_002_progressive.jpg")).expect("fixture");
+    decode_rgb(&good, &DecodeOptions::default()).expect("the fixture decodes");
+    // Repeat the last scan (from its SOS marker to EOI) 1,000 times: each is a pass over the
+    // whole image, so without a limit a few hundred kilobytes cost minutes of CPU.
+    let sos = good
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xDA])
+        .expect("an SOS marker");
+    let eoi = good.len() - 2;
+    assert_eq!(&good[eoi..], &[0xFF, 0xD9]);
+    let mut bomb = good[..eoi].to_vec();
+    for _ in 0..1000 {
+        bomb.extend_from_slice(&good[sos..eoi]);
+    }
+    bomb.extend_from_slice(&[0xFF, 0xD9]);
+    let err = decode_rgb(&bomb, &DecodeOptions::default()).expect_err("refused");
+    assert_eq!(err.kind(), "corrupt", "{err}");
+    assert!(err.to_string().contains("scans"), "{err}");
+}
+
+/// Found by the `build_decode` fuzz target: a JPEG whose header fails after its SOF marker left the
+/// thread's libjpeg-turbo decompressor mid-header, so the *next* JPEG on that thread (a build worker,
+/// a loader worker) was refused as "two SOF markers". One bad file must not affect the next.
+#[test]
+fn a_jpeg_failing_in_its_header_does_not_poison_the_next_decode() {
+    use alexpipe::prep::{decode_rgb, DecodeOptions};
+    let good = fs::read(fixtures().join("checkers/tiny_17x11.jpg")).expect("fixture");
+    let opts = DecodeOptions::default();
+    decode_rgb(&good, &opts).expect("the fixture decodes");
+    let sos = good
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("an SOS marker");
+    for cut in [sos, sos + 4] {
+        assert!(decode_rgb(&good[..cut], &opts).is_err(), "cut at {cut}");
+        let again = decode_rgb(&good, &opts);
+        assert!(
+            again.is_ok(),
+            "after a header failure (cut at {cut}): {again:?}"
+        );
+    }
+}
