@@ -83,6 +83,7 @@ impl Dataset {
     fn open_inner(dir: &Path, load_stats: bool) -> Result<Dataset> {
         let dir = dir.to_path_buf();
         let manifest = Manifest::read(&dir)?;
+        raise_open_file_limit(manifest.shards.len());
         let mut shards = Vec::with_capacity(manifest.shards.len());
         let mut shard_starts = Vec::with_capacity(manifest.shards.len());
         let mut next = 0u64;
@@ -316,7 +317,16 @@ impl Dataset {
 }
 
 fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> Result<Shard> {
-    let file = fs::File::open(path).at(path)?;
+    let file = fs::File::open(path).map_err(|e| {
+        if e.raw_os_error() == Some(EMFILE) {
+            Error::format(
+                path,
+                format!("{e}: a dataset keeps each of its {} shards open; raise the limit on open files (`ulimit -n`) or rebuild with a larger --shard-size", m.shards.len()),
+            )
+        } else {
+            Error::io(path, e)
+        }
+    })?;
     let len = file.metadata().at(path)?.len();
     if len != bytes {
         return Err(Error::format(
@@ -384,6 +394,35 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
         len,
         entries,
     })
+}
+
+/// "Too many open files".
+#[cfg(target_os = "linux")]
+const EMFILE: i32 = libc::EMFILE;
+#[cfg(not(target_os = "linux"))]
+const EMFILE: i32 = 24;
+
+/// Shards stay open, one descriptor each (ImageNet at 1,024 records per shard: 1,252). Where the
+/// soft limit on open files is too low for that, raise it towards the hard limit, as Go's runtime
+/// does for every program; if that is not enough, opening a shard fails with a message saying so.
+fn raise_open_file_limit(shards: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let want = (shards as libc::rlim_t).saturating_add(256);
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < want {
+                r.rlim_cur = r.rlim_max.min(want);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = shards;
 }
 
 /// Reads up to `buf.len()` bytes from the start of `file`; returns how many there were.
