@@ -70,5 +70,6 @@ def test_hostile_inputs_stay_within_the_memory_bound(tmp_path):
     # (at most 8 bytes per pixel) plus the S x S record; plus a fixed 64 MiB for the process.
     per_worker = 8 * MAX_PIXELS + (64 << 20) + 8 * MAX_PIXELS + 3 * 64 * 64
     bound = threads * per_worker + (64 << 20)
+    print(f"build-shards peak RSS {peak / 2**20:.0f} MiB, bound {bound / 2**20:.0f} MiB")
     assert peak < bound, f"peak RSS {peak / 2**20:.0f} MiB over the bound {bound / 2**20:.0f} MiB"
     assert peak < (1 << 30), "nowhere near the 2 GiB files"
