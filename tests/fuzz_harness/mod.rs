@@ -220,18 +220,19 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             shard[..shard.len() / 2].to_vec(),
         ));
     }
-    // jpeg-mode records: the base jpeg dataset's, as stored.
+    // jpeg-mode records: the base jpeg dataset's, as stored (small JPEGs: also build inputs).
     let ds = Dataset::open(&b.jpeg).expect("open base");
     for i in 0..3 {
         let rec = ds.record(i).expect("record");
+        out.push(("build_decode", format!("record-{i}.jpg"), rec.bytes.clone()));
         out.push(("jpeg_record", format!("record-{i}"), rec.bytes));
     }
-    // Small fixture files of each format for the build path.
+    // Small fixture files (a few kB: the fuzzer runs faster on small inputs).
     let mut files: Vec<PathBuf> = ["blobs", "checkers", "circles", "stripes"]
         .iter()
         .flat_map(|c| fs::read_dir(fixtures().join(c)).expect("ls").flatten())
         .map(|e| e.path())
-        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() <= 40_000))
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() <= 8_000))
         .collect();
     files.sort();
     for p in files {
