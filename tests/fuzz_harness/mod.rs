@@ -6,7 +6,8 @@
 //! - [`manifest`]: the bytes of `manifest.json` next to a valid small raw dataset's files;
 //! - [`shard_reader`]: the bytes of `shard-00000.bin` of a valid small dataset (raw, or jpeg when
 //!   byte 12, the header's mode, is 1), with the manifest's size and CRC for that shard updated
-//!   to match, so that the header, table and record checks are what stands in the way;
+//!   to match, so that the header, table and record checks are what stands in the way; the last
+//!   byte's low 3 bits also recompute the header, table and record CRCs ([`fix_checksums`]);
 //! - [`jpeg_record`]: a jpeg-mode record, decoded and resized as `Dataset::read_pixels` does;
 //! - [`build_decode`]: an input file's bytes, through build-shards' sniff, decode, resize, crop
 //!   and re-encode (`alexpipe::build::prepare_file_bytes`).
@@ -143,6 +144,7 @@ pub fn shard_reader(data: &[u8]) {
         (&b.raw, b.root.join("work-shard-raw"))
     };
     work_copy(src, &dir);
+    let data = &fix_checksums(data);
     let text = fs::read(src.join("manifest.json")).expect("base manifest");
     let mut m: serde_json::Value = serde_json::from_slice(&text).expect("base manifest parses");
     m["shards"][0]["bytes"] = serde_json::json!(data.len());
@@ -154,6 +156,49 @@ pub fn shard_reader(data: &[u8]) {
     )
     .expect("write manifest");
     exercise(&dir);
+}
+
+/// The input's last byte says which checksums to recompute after the mutation (bit 0: header,
+/// bit 1: table, bit 2: records), so that the fuzzer also reaches the checks behind each CRC
+/// instead of stopping at it: a damaged shard whose checksums were rewritten to match.
+fn fix_checksums(data: &[u8]) -> Vec<u8> {
+    let mut b = data.to_vec();
+    let flags = data.last().copied().unwrap_or(0);
+    if b.len() < 64 {
+        return b;
+    }
+    let u64_at = |b: &[u8], at: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(a)
+    };
+    let count = u64_at(&b, 16);
+    let table_end = count
+        .checked_mul(32)
+        .and_then(|t| t.checked_add(64))
+        .filter(|&t| t <= b.len() as u64)
+        .map(|t| t as usize);
+    if let Some(end) = table_end {
+        if flags & 4 != 0 {
+            for i in 0..count as usize {
+                let e = 64 + 32 * i;
+                let (off, len) = (u64_at(&b, e), u64_at(&b, e + 8));
+                if let Some(stop) = off.checked_add(len).filter(|&x| x <= b.len() as u64) {
+                    let crc = crc32c::crc32c(&b[off as usize..stop as usize]);
+                    b[e + 20..e + 24].copy_from_slice(&crc.to_le_bytes());
+                }
+            }
+        }
+        if flags & 2 != 0 {
+            let crc = crc32c::crc32c(&b[64..end]);
+            b[56..60].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    if flags & 1 != 0 {
+        let crc = crc32c::crc32c(&b[0..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+    }
+    b
 }
 
 /// Fuzz target `jpeg_record`.
@@ -214,6 +259,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     for (name, dir) in [("raw", &b.raw), ("jpeg", &b.jpeg)] {
         let shard = read(dir.join("shard-00000.bin"));
         out.push(("shard_reader", name.into(), shard.clone()));
+        let mut fixed = shard.clone();
+        if let Some(last) = fixed.last_mut() {
+            *last = 7; // recompute every checksum after mutating
+        }
+        out.push(("shard_reader", format!("{name}-fix-crcs"), fixed));
         out.push((
             "shard_reader",
             format!("{name}-truncated"),
