@@ -218,10 +218,21 @@ fn remove_stale_siblings(out: &Path) {
             .or_else(|| rest.strip_prefix(".old-"));
         if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
             if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = fs::remove_dir_all(entry.path());
+                let _ = remove_dataset_dir(&entry.path());
             }
         }
     }
+}
+
+/// Deletes a dataset directory manifest first, so that a deletion cut short (a kill) leaves a
+/// directory that says it is incomplete rather than a dataset with missing shards.
+fn remove_dataset_dir(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_file(dir.join(MANIFEST_FILE)) {
+        Ok(()) => sync_dir(dir).map_err(|e| std::io::Error::other(e.to_string()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::remove_dir_all(dir)
 }
 
 /// Builds a dataset directory record by record; see the module docs for the atomicity guarantee.
@@ -426,7 +437,7 @@ impl DatasetWriter {
         if self.out.exists() && exchange(&self.partial, &self.out).is_ok() {
             self.committed = true;
             sync_dir(parent)?;
-            fs::remove_dir_all(&self.partial).at(&self.partial)?;
+            remove_dataset_dir(&self.partial).at(&self.partial)?;
             return Ok(manifest);
         }
         // Otherwise: OUT -> OUT.old-PID, partial -> OUT, then delete the old one.
@@ -439,7 +450,7 @@ impl DatasetWriter {
         self.committed = true;
         sync_dir(parent)?;
         if had_old {
-            fs::remove_dir_all(&old).at(&old)?;
+            remove_dataset_dir(&old).at(&old)?;
         }
         Ok(manifest)
     }

@@ -85,9 +85,11 @@ def test_kill9_at_random_points_24_times(many, tmp_path):
     import alexpipe
 
     args = ["--shard-size", "16", "--threads", "2", "--size", "48"]
-    t = time.monotonic()
-    subprocess.run([str(BIN), "--quiet", many, tmp_path / "timing", *args], check=True)
-    full = time.monotonic() - t
+    full = float("inf")
+    for _ in range(2):  # the faster of a cold and a warm run: most kills land mid-build
+        t = time.monotonic()
+        subprocess.run([str(BIN), "--quiet", many, tmp_path / "timing", *args], check=True)
+        full = min(full, time.monotonic() - t)
     records = len(alexpipe.Dataset(tmp_path / "timing"))
     shutil.rmtree(tmp_path / "timing")
     rng = random.Random(9)
@@ -98,7 +100,7 @@ def test_kill9_at_random_points_24_times(many, tmp_path):
     for k in range(24):
         rebuild = k % 2 == 1
         out = prev if rebuild else tmp_path / f"fresh{k}"
-        rc = kill_after([many, out, *args], rng.uniform(0.0, 1.2 * full))
+        rc = kill_after([many, out, *args], rng.uniform(0.0, full))
         outcomes["killed" if rc != 0 else "finished"] += 1
         if rebuild:
             assert out.exists(), "a rebuild killed midway left no dataset at OUT"
