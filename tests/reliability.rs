@@ -272,6 +272,10 @@ fn every_flip(mode: Mode) {
         }
         pos += if pos < 4096 { 1 } else { step_in_data };
     }
+    eprintln!(
+        "{mode:?}: {} flips: {at_open} refused at open, {at_read} refused at read, {only_verify} only by verify",
+        at_open + at_read + only_verify
+    );
     assert!(
         at_open >= 64 + 3 * 32,
         "every header and table byte is checked at open"
