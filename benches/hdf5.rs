@@ -85,7 +85,7 @@ fn make_filtered(ds: &Dataset, path: &Path, gzip: bool) {
     let images = b.shape((n, S, S, 3)).create("images").expect("images");
     for i in 0..n {
         let rec = ds.record(i).expect("record");
-        let view = ndarray::ArrayView4::from_shape((1, S, S, 3), rec.bytes).expect("view");
+        let view = ndarray::ArrayView4::from_shape((1, S, S, 3), &rec.bytes[..]).expect("view");
         images
             .write_slice(view, ndarray::s![i..i + 1, .., .., ..])
             .expect("write");

@@ -49,7 +49,8 @@ fn per_second(n: usize, f: impl FnOnce()) -> f64 {
 fn kernels(ds: &Dataset) {
     let stats = ds.stats().expect("stats");
     let basis = alexpipe::Eigenbasis::from_stats(stats);
-    let src = ds.record(0).expect("record").bytes;
+    let rec = ds.record(0).expect("record");
+    let src = &rec.bytes[..];
     let n = 5000;
     let mut out_f = vec![0f32; 3 * 224 * 224];
     let mut out_u = vec![0u8; 3 * 224 * 224];

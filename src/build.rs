@@ -277,6 +277,16 @@ fn prepare(
         return Err(RejectReason::Unreadable("not a regular file".into()));
     }
     let bytes = read_image_file(&src.path, meta.len(), max_file_bytes(cfg.max_pixels))?;
+    prepare_bytes(bytes, cfg, worker)
+}
+
+/// §2 on one file's bytes, after [`read_image_file`]: decode, resize, crop, (re-encode), and add
+/// the pixels to the worker's statistics.
+fn prepare_bytes(
+    bytes: Vec<u8>,
+    cfg: &BuildConfig,
+    worker: &mut Worker,
+) -> std::result::Result<Prepared, RejectReason> {
     let opts = DecodeOptions {
         max_pixels: cfg.max_pixels,
         draft_for: cfg.draft.then_some(cfg.size),
@@ -305,14 +315,38 @@ fn prepare_contained(
     cfg: &BuildConfig,
     worker: &mut Worker,
 ) -> std::result::Result<Prepared, RejectReason> {
-    catch_unwind(AssertUnwindSafe(|| prepare(src, cfg, worker))).unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(RejectReason::DecoderPanic(msg))
-    })
+    catch_unwind(AssertUnwindSafe(|| prepare(src, cfg, worker)))
+        .unwrap_or_else(|panic| Err(RejectReason::DecoderPanic(panic_message(&*panic))))
+}
+
+/// What `build-shards` makes of one input file's bytes, exactly as a build does it: the format
+/// sniff, decode (with the `cfg.max_pixels` guard), short-side resize, centre crop and, in jpeg
+/// mode, the re-encode. Returns the record's bytes (the S×S×3 pixels in raw mode). Panics inside
+/// the decoders are contained as [`RejectReason::DecoderPanic`]. For tests and the fuzz targets.
+pub fn prepare_file_bytes(
+    bytes: &[u8],
+    cfg: &BuildConfig,
+) -> std::result::Result<Vec<u8>, RejectReason> {
+    if bytes.is_empty() {
+        return Err(RejectReason::Empty);
+    }
+    if !looks_like_image(&bytes[..bytes.len().min(64)]) {
+        return Err(RejectReason::NotAnImage);
+    }
+    let mut worker = Worker::new(cfg.size);
+    catch_unwind(AssertUnwindSafe(|| {
+        prepare_bytes(bytes.to_vec(), cfg, &mut worker)
+    }))
+    .unwrap_or_else(|panic| Err(RejectReason::DecoderPanic(panic_message(&*panic))))
+    .map(|p| p.payload.unwrap_or(p.pixels))
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Reads a file whose first bytes look like an image and whose size is within `limit`; anything
@@ -340,7 +374,18 @@ fn read_image_file(
         return Err(RejectReason::FileTooLarge { bytes: len, limit });
     }
     bytes.reserve(len as usize);
-    file.read_to_end(&mut bytes).map_err(unreadable)?;
+    // `take`: a file that grows after the size check (a log, a file being written) still cannot
+    // make this read more than the limit.
+    (&mut file)
+        .take(limit.saturating_sub(bytes.len() as u64).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(RejectReason::FileTooLarge {
+            bytes: bytes.len() as u64,
+            limit,
+        });
+    }
     Ok(bytes)
 }
 

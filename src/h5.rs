@@ -975,9 +975,10 @@ mod imp {
             .ok_or_else(|| Error::format(dir, "no statistics"))?
             .clone();
         let mut w = H5Writer::create(out, ds.size(), ds.classes().to_vec())?;
+        let mut bytes = Vec::new();
         for i in 0..ds.len() {
-            let rec = ds.record(i)?;
-            w.push(rec.label, Path::new(""), rec.bytes)?;
+            let label = ds.read_record(i, &mut bytes)?;
+            w.push(label, Path::new(""), &bytes)?;
             progress(1);
         }
         let text = |name: &str| -> Result<String> {

@@ -3,7 +3,8 @@
 //!
 //! Modules mirror the paper:
 //! - [`prep`] (§2): find inputs, decode to RGB, resize the short side to 256, crop the centre.
-//! - [`shards`] (§2): the memory-mappable, checksummed dataset format, its writer and reader.
+//! - [`shards`] (§2): the memory-mappable, checksummed dataset format, its writer and its checking
+//!   reader.
 //! - [`stats`] (§2, §4.1): the mean image and the RGB covariance eigenbasis for PCA lighting.
 //! - [`build`]: the parallel offline build that ties them together (`build-shards`).
 //! - [`augment`] (§4.1): crops, reflections, PCA lighting, mean subtraction; fused hot loops.

@@ -449,7 +449,7 @@ fn worker(
     }
 }
 
-/// Per-worker decode state for jpeg and original shards.
+/// Per-worker read and decode state.
 #[derive(Default)]
 struct Scratch {
     resize: ResizeCrop,
@@ -489,15 +489,11 @@ impl Job {
             },
         };
         for (j, &i) in records.iter().enumerate() {
-            // Raw records (shards, unfiltered HDF5) are read in place; the others decode or are read
-            // into the worker's scratch.
-            let (label, src): (u32, &[u8]) = if let Some(rec) = ds.record_in_place(i)? {
-                (rec.label, rec.bytes)
-            } else {
-                scratch.pixels.resize(size as usize * size as usize * 3, 0);
-                let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
-                (label, &scratch.pixels)
-            };
+            // Every mode reads (raw) or decodes (jpeg, original) into the worker's scratch, with
+            // the record's checksum verified first.
+            scratch.pixels.resize(size as usize * size as usize * 3, 0);
+            let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
+            let src: &[u8] = &scratch.pixels;
             bufs.labels.push(label as i64);
             bufs.indices.push(i);
             for (v, p) in self.views(i, size).into_iter().take(views).enumerate() {

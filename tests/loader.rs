@@ -464,7 +464,10 @@ fn with_stats_uses_the_given_mean_image() {
     let shifted = Loader::with_stats(ds.clone(), eval.clone(), &other).expect("loader");
     let own_mean = &ds.stats().expect("stats").mean_image;
     let (a, b) = (own.iter().next(), shifted.iter().next());
-    let (a, b) = (a.expect("batch").expect("ok"), b.expect("batch").expect("ok"));
+    let (a, b) = (
+        a.expect("batch").expect("ok"),
+        b.expect("batch").expect("ok"),
+    );
     let (fa, fb) = (a.images_f32().expect("f32"), b.images_f32().expect("f32"));
     // Centre patch of record 0: pixel (y, x, c) of the patch is (y + o, x + o, c) of the record.
     let o = ((SIZE - CROP) / 2) as usize;
@@ -475,7 +478,11 @@ fn with_stats_uses_the_given_mean_image() {
                 let at = c * crop * crop + y * crop + x;
                 let m = ((y + o) * size + x + o) * 3 + c;
                 let want = fa[at] + own_mean[m] - other.mean_image[m];
-                assert!((fb[at] - want).abs() < 1e-3, "({c},{y},{x}): {} vs {want}", fb[at]);
+                assert!(
+                    (fb[at] - want).abs() < 1e-3,
+                    "({c},{y},{x}): {} vs {want}",
+                    fb[at]
+                );
             }
         }
     }

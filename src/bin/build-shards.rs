@@ -1,5 +1,5 @@
 //! `build-shards INPUT OUT`: decode, resize the short side, centre-crop (paper §2) and write a
-//! memory-mapped, checksummed alexpipe dataset with its training-set statistics.
+//! checksummed alexpipe dataset with its training-set statistics.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ enum ModeArg {
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum FormatArg {
-    /// A directory of checksummed, memory-mapped shards (docs/FORMAT.md).
+    /// A directory of checksummed shards (docs/FORMAT.md).
     Shards,
     /// One HDF5 file: images (N, S, S, 3) u8, labels, class names, statistics (docs/HDF5.md;
     /// needs the `hdf5` cargo feature).

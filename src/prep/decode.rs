@@ -200,6 +200,17 @@ impl TjDecompressor {
                 "cannot initialise libjpeg-turbo".into(),
             ));
         }
+        // A progressive JPEG can repeat scans without end, each a pass over the whole image: a
+        // CPU bomb in a few kilobytes. Real photos have about 10 scans; libjpeg-turbo's own
+        // fuzzers and djpeg's -maxscans use limits like this one.
+        // SAFETY: valid handle; SCANLIMIT takes any non-negative int.
+        unsafe {
+            raw::tj3Set(
+                handle,
+                raw::TJPARAM_TJPARAM_SCANLIMIT as CInt,
+                MAX_JPEG_SCANS,
+            )
+        };
         Ok(TjDecompressor(handle))
     }
 
@@ -227,6 +238,9 @@ impl Drop for TjDecompressor {
 
 type CInt = std::os::raw::c_int;
 
+/// Most scans a progressive JPEG may have (more is refused as corrupt).
+pub const MAX_JPEG_SCANS: CInt = 500;
+
 thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<TjDecompressor>> = const { std::cell::RefCell::new(None) };
 }
@@ -248,7 +262,14 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectRea
         let tj = slot
             .as_ref()
             .ok_or_else(|| RejectReason::Unsupported("no decompressor".into()))?;
-        decode_jpeg_with(tj, bytes, opts)
+        let result = decode_jpeg_with(tj, bytes, opts);
+        if result.is_err() {
+            // tj3DecompressHeader returns from an error without resetting libjpeg's state, so a
+            // handle that failed mid-header would misread the next file ("two SOF markers"):
+            // start the next decode on this thread with a fresh handle (found by fuzzing).
+            *slot = None;
+        }
+        result
     })
 }
 
@@ -272,6 +293,17 @@ fn decode_jpeg_with(
         ));
     }
     check_dims(width as u64, height as u64, opts)?;
+    // libjpeg-turbo's own working memory (a progressive image keeps every DCT coefficient: up to
+    // 2 bytes per sample) within the same per-pixel budget as the other decoders, in MiB.
+    let budget_mib = (opts.max_pixels.saturating_mul(8) >> 20).saturating_add(64);
+    // SAFETY: valid handle; MAXMEMORY takes a non-negative int (MiB).
+    unsafe {
+        raw::tj3Set(
+            tj.0,
+            raw::TJPARAM_TJPARAM_MAXMEMORY as CInt,
+            budget_mib.min(CInt::MAX as u64) as CInt,
+        )
+    };
     let colorspace = tj.get(raw::TJPARAM_TJPARAM_COLORSPACE);
     let cmyk =
         colorspace == raw::TJCS_TJCS_CMYK as CInt || colorspace == raw::TJCS_TJCS_YCCK as CInt;

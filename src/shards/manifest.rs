@@ -15,6 +15,8 @@ use crate::stats::Stats;
 pub const FORMAT_NAME: &str = "alexpipe-dataset";
 /// Version of the dataset layout written by this crate.
 pub const FORMAT_VERSION: u32 = 1;
+/// Largest record side a dataset may have (`build-shards --size` accepts 1..=8192).
+pub const MAX_SIZE: u32 = 8192;
 /// The manifest's file name.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The per-pixel mean image's file name.
@@ -167,7 +169,7 @@ impl Manifest {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::format(
                     dir,
-                    "no manifest.json: not an alexpipe dataset, or an interrupted build — run build-shards again",
+                    "no manifest.json: an incomplete dataset (its build was interrupted) or not an alexpipe dataset — run build-shards again",
                 )
             } else {
                 Error::io(&path, e)
@@ -193,6 +195,30 @@ impl Manifest {
                     m.format_version
                 ),
             ));
+        }
+        if m.size == 0 || m.size > MAX_SIZE {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "size {} is outside 1..={MAX_SIZE}; the manifest is damaged — rebuild the dataset",
+                    m.size
+                ),
+            ));
+        }
+        // Every file a dataset names lives in its directory: a name with a path separator or `..`
+        // would make a reader open something outside it.
+        let names = m
+            .shards
+            .iter()
+            .map(|s| &s.file)
+            .chain(m.files.iter().map(|f| &f.file));
+        for name in names.chain(std::iter::once(&m.stats.mean_image)) {
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+                return Err(Error::format(
+                    &path,
+                    format!("names the file {name:?}, which is not a plain file name in the dataset directory; the manifest is damaged or hostile — rebuild the dataset"),
+                ));
+            }
         }
         Ok(m)
     }

@@ -1,5 +1,5 @@
 //! Shards (paper §2's preprocessed training set, stored once): the on-disk format, the atomic
-//! writer and the memory-mapped reader. `docs/FORMAT.md` specifies the layout byte by byte.
+//! writer and the reader. `docs/FORMAT.md` specifies the layout byte by byte.
 
 mod format;
 mod manifest;
@@ -13,7 +13,7 @@ pub use format::{
 pub use manifest::{
     decode_npy_f32, encode_npy_f32, file_info, sync_dir, write_file_atomic, BuildInfo, FileInfo,
     Manifest, ShardInfo, StatsInfo, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE,
-    MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
+    MAX_SIZE, MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
 };
-pub use reader::{Dataset, RecordRef};
+pub use reader::{Dataset, Record, RecordRef};
 pub use writer::{check_output_dir, tsv_path, DatasetWriter, ShardWriter};

@@ -1,15 +1,15 @@
-//! Opening a dataset: the manifest is validated, every shard is memory-mapped and its header and
-//! record table checked against the manifest (sizes, counts, bounds, table checksum), so that a
-//! record access can never read outside a shard. Record checksums are verified lazily: the first
-//! time a record is read through [`Dataset::record`] (a bit per record remembers it, so later reads
-//! cost nothing); [`Dataset::verify`] checks every byte of every file.
+//! Opening a dataset: the manifest is validated, every shard is opened and its header and record
+//! table checked against the manifest (sizes, counts, bounds, table checksum), and the mean image
+//! against its checksum. Records are then read with `pread` (not a memory map) into the caller's
+//! buffer and their CRC-32C checked on *every* read, before any byte is used: a shard that is
+//! truncated, overwritten or failing while a loader has it open gives an error naming the file —
+//! never SIGBUS, never pixels other than those the record table vouches for
+//! (`docs/RELIABILITY.md`). [`Dataset::verify`] checks every byte of every file.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use memmap2::Mmap;
+use std::cell::RefCell;
 
 use super::format::{Entry, Mode, ShardHeader, ENTRY_LEN, HEADER_LEN};
 use super::manifest::{decode_npy_f32, Manifest};
@@ -19,18 +19,51 @@ use crate::stats::Stats;
 
 struct Shard {
     path: PathBuf,
-    map: Mmap,
+    /// Held open from [`Dataset::open`] on: a shard replaced (renamed over) or deleted later is
+    /// still read from the file that was validated.
+    file: fs::File,
+    /// Length at open, as the manifest and header say.
+    len: u64,
     entries: Vec<Entry>,
-    /// One bit per record: its checksum has been verified.
-    verified: Vec<AtomicU64>,
 }
 
-/// A record as stored: its bytes borrowed from the shard's memory map.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordRef<'a> {
+impl Shard {
+    /// Reads `out.len()` bytes at `offset` with `pread`: never a memory access that can fault, so
+    /// a file truncated or failing under us gives an error, not SIGBUS.
+    fn read_at(&self, offset: u64, out: &mut [u8], what: &str) -> Result<()> {
+        read_exact_at(&self.file, out, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                let now = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                Error::format(
+                    &self.path,
+                    format!(
+                        "{what} ends at byte {}, but the file is now {now} bytes (it was {} when the dataset was opened): it was truncated or overwritten while in use — rebuild the dataset, and never modify a dataset that a loader has open",
+                        offset + out.len() as u64,
+                        self.len
+                    ),
+                )
+            } else {
+                Error::io(&self.path, e)
+            }
+        })
+    }
+}
+
+/// A record as stored, read from its shard and checksum-verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
     /// Class index.
     pub label: u32,
     /// Raw pixels (raw mode), JPEG bytes (jpeg mode) or the source file (original mode).
+    pub bytes: Vec<u8>,
+}
+
+/// An HDF5 image borrowed from the file's memory map, checksum-verified (see `docs/HDF5.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Class index.
+    pub label: u32,
+    /// The image's `size`×`size`×3 pixels.
     pub bytes: &'a [u8],
 }
 
@@ -86,6 +119,7 @@ impl Dataset {
     fn open_inner(dir: &Path, load_stats: bool) -> Result<Dataset> {
         let dir = dir.to_path_buf();
         let manifest = Manifest::read(&dir)?;
+        raise_open_file_limit(manifest.shards.len());
         let mut shards = Vec::with_capacity(manifest.shards.len());
         let mut shard_starts = Vec::with_capacity(manifest.shards.len());
         let mut next = 0u64;
@@ -105,7 +139,12 @@ impl Dataset {
                 info.bytes,
             )?;
             shard_starts.push(next);
-            next += info.num_records;
+            next = next.checked_add(info.num_records).ok_or_else(|| {
+                Error::format(
+                    &path,
+                    "manifest record counts overflow; rebuild the dataset",
+                )
+            })?;
             shards.push(shard);
         }
         if next != manifest.num_records {
@@ -121,6 +160,19 @@ impl Dataset {
             let s = manifest.size as usize;
             let mean_path = dir.join(&manifest.stats.mean_image);
             let mean_bytes = fs::read(&mean_path).at(&mean_path)?;
+            // The mean is subtracted from every pixel the loader serves: check it before use.
+            let listed = manifest
+                .files
+                .iter()
+                .find(|f| f.file == manifest.stats.mean_image);
+            if !listed.is_some_and(|f| {
+                f.bytes == mean_bytes.len() as u64 && f.crc32c == crc32c::crc32c(&mean_bytes)
+            }) {
+                return Err(Error::format(
+                    &mean_path,
+                    "does not match the size and checksum in manifest.json: damaged, or being rewritten by `build-shards --stats-only` right now — retry, or run `build-shards --stats-only` on the dataset",
+                ));
+            }
             let mean_image = decode_npy_f32(&mean_bytes, &[s, s, 3], &mean_path)?;
             Some(manifest.stats.to_stats(manifest.size, mean_image))
         } else {
@@ -197,47 +249,51 @@ impl Dataset {
         Ok(self.locate(index)?.1.label)
     }
 
-    /// Record `index`, its CRC-32C checked the first time it is read.
-    pub fn record(&self, index: usize) -> Result<RecordRef<'_>> {
-        if let Some(h5) = &self.h5 {
-            return h5.record_in_place(index)?.ok_or_else(|| {
-                Error::Usage(format!(
-                    "{}: the images are compressed or filtered, so records have no bytes in place; use read_pixels",
-                    self.dir.display()
-                ))
-            });
-        }
-        let (shard, e) = self.locate(index)?;
-        let bytes = &shard.map[e.offset as usize..(e.offset + e.len) as usize];
-        let local = (e.global_index - shard.entries[0].global_index) as usize;
-        let (word, bit) = (&shard.verified[local / 64], 1u64 << (local % 64));
-        if word.load(Ordering::Relaxed) & bit == 0 {
-            if crc32c::crc32c(bytes) != e.crc {
-                return Err(Error::format(
-                    &shard.path,
-                    format!("record {index} fails its checksum: the shard is corrupt — rebuild the dataset"),
-                ));
-            }
-            word.fetch_or(bit, Ordering::Relaxed);
-        }
-        Ok(RecordRef {
-            label: e.label,
-            bytes,
-        })
+    /// Record `index`, read and checked against its CRC-32C (HDF5: the image's pixels).
+    pub fn record(&self, index: usize) -> Result<Record> {
+        let mut bytes = Vec::new();
+        let label = self.read_record(index, &mut bytes)?;
+        Ok(Record { label, bytes })
     }
 
-    /// Record `index` read in place, when its `size`×`size`×3 pixels are stored as such (raw shards,
-    /// unfiltered HDF5); `None` when they must be decoded or read through [`Dataset::read_pixels`].
+    /// Reads record `index` into `buf` (resized to the record's length; reuse it across calls to
+    /// avoid allocating), checks its CRC-32C, and returns its label. On error `buf`'s contents are
+    /// unspecified.
+    pub fn read_record(&self, index: usize, buf: &mut Vec<u8>) -> Result<u32> {
+        if let Some(h5) = &self.h5 {
+            let s = self.size() as usize;
+            buf.resize(s * s * 3, 0);
+            return h5.read_pixels(index, buf);
+        }
+        let (shard, e) = self.locate(index)?;
+        buf.resize(e.len as usize, 0);
+        self.read_checked(index, shard, e, buf)?;
+        Ok(e.label)
+    }
+
+    fn read_checked(&self, index: usize, shard: &Shard, e: &Entry, out: &mut [u8]) -> Result<()> {
+        shard.read_at(e.offset, out, &format!("record {index}"))?;
+        if crc32c::crc32c(out) != e.crc {
+            return Err(Error::format(
+                &shard.path,
+                format!("record {index} fails its checksum: the shard is corrupt (or was modified after the dataset was opened) — rebuild the dataset"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An HDF5 image read in place from the file's memory map, when its pixels are stored
+    /// unfiltered; `None` for shards (read with [`Dataset::read_record`]) and filtered HDF5.
     pub fn record_in_place(&self, index: usize) -> Result<Option<RecordRef<'_>>> {
         match &self.h5 {
             Some(h5) => h5.record_in_place(index),
-            None if self.mode() == Mode::Raw => self.record(index).map(Some),
             None => Ok(None),
         }
     }
 
     /// Writes record `index`'s `size`×`size`×3 pixels into `out`, decoding as the mode requires
     /// (original mode applies §2's decode, short-side resize and centre crop, exactly as the build did).
+    /// The record's checksum is verified before it is used.
     pub fn read_pixels(
         &self,
         index: usize,
@@ -247,32 +303,38 @@ impl Dataset {
         if let Some(h5) = &self.h5 {
             return h5.read_pixels(index, out);
         }
-        let rec = self.record(index)?;
-        let shard_path = &self.locate(index)?.0.path;
+        let (shard, e) = self.locate(index)?;
         let s = self.size();
-        match self.mode() {
-            Mode::Raw => out.copy_from_slice(rec.bytes),
-            Mode::Jpeg | Mode::Original => {
-                let opts = DecodeOptions {
-                    max_pixels: self.manifest.build.max_pixels,
-                    draft_for: (self.manifest.build.draft && self.mode() == Mode::Original)
-                        .then_some(s),
-                };
-                let img = decode_rgb(rec.bytes, &opts)
-                    .map_err(|r| Error::format(shard_path, format!("record {index}: {r}")))?;
-                if self.mode() == Mode::Jpeg && (img.width, img.height) != (s, s) {
-                    return Err(Error::format(
-                        shard_path,
-                        format!(
-                            "record {index}: JPEG is {}x{}, expected {s}x{s}",
-                            img.width, img.height
-                        ),
-                    ));
-                }
-                resize.resize_center_crop(&img, s, out);
-            }
+        if self.mode() == Mode::Raw {
+            // Straight into the caller's buffer: no copy besides the read itself.
+            self.read_checked(index, shard, e, out)?;
+            return Ok(e.label);
         }
-        Ok(rec.label)
+        thread_local! {
+            static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        RECORD.with_borrow_mut(|buf| {
+            buf.resize(e.len as usize, 0);
+            self.read_checked(index, shard, e, buf)?;
+            let opts = DecodeOptions {
+                max_pixels: self.manifest.build.max_pixels,
+                draft_for: (self.manifest.build.draft && self.mode() == Mode::Original)
+                    .then_some(s),
+            };
+            let img = decode_rgb(buf, &opts)
+                .map_err(|r| Error::format(&shard.path, format!("record {index}: {r}")))?;
+            if self.mode() == Mode::Jpeg && (img.width, img.height) != (s, s) {
+                return Err(Error::format(
+                    &shard.path,
+                    format!(
+                        "record {index}: JPEG is {}x{}, expected {s}x{s}",
+                        img.width, img.height
+                    ),
+                ));
+            }
+            resize.resize_center_crop(&img, s, out);
+            Ok(e.label)
+        })
     }
 
     /// Checks every byte: each shard's whole-file CRC-32C against the manifest, every record's CRC,
@@ -281,8 +343,18 @@ impl Dataset {
         if let Some(h5) = &self.h5 {
             return h5.verify();
         }
+        let mut buf = vec![0u8; 1 << 20];
         for (shard, info) in self.shards.iter().zip(&self.manifest.shards) {
-            if crc32c::crc32c(&shard.map) != info.crc32c {
+            let mut crc = 0u32;
+            let mut at = 0u64;
+            while at < shard.len {
+                let n = (shard.len - at).min(buf.len() as u64) as usize;
+                shard.read_at(at, &mut buf[..n], "the file")?;
+                crc = crc32c::crc32c_append(crc, &buf[..n]);
+                at += n as u64;
+            }
+            let now = shard.file.metadata().at(&shard.path)?.len();
+            if crc != info.crc32c || now != shard.len {
                 return Err(Error::format(&shard.path, "file checksum does not match the manifest: the shard is corrupt — rebuild the dataset"));
             }
         }
@@ -293,15 +365,11 @@ impl Dataset {
                 return Err(Error::format(&p, "checksum does not match the manifest — rebuild the dataset (or --stats-only for mean_image.npy)"));
             }
         }
-        for shard in &self.shards {
-            for e in &shard.entries {
-                let bytes = &shard.map[e.offset as usize..(e.offset + e.len) as usize];
-                if crc32c::crc32c(bytes) != e.crc {
-                    return Err(Error::format(
-                        &shard.path,
-                        format!("record {} fails its checksum: the shard is corrupt — rebuild the dataset", e.global_index),
-                    ));
-                }
+        for (k, shard) in self.shards.iter().enumerate() {
+            for (i, e) in shard.entries.iter().enumerate() {
+                let index = self.shard_starts[k] as usize + i;
+                buf.resize(e.len as usize, 0);
+                self.read_checked(index, shard, e, &mut buf)?;
             }
         }
         Ok(self.len() as u64)
@@ -309,7 +377,16 @@ impl Dataset {
 }
 
 fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> Result<Shard> {
-    let file = fs::File::open(path).at(path)?;
+    let file = fs::File::open(path).map_err(|e| {
+        if e.raw_os_error() == Some(EMFILE) {
+            Error::format(
+                path,
+                format!("{e}: a dataset keeps each of its {} shards open; raise the limit on open files (`ulimit -n`) or rebuild with a larger --shard-size", m.shards.len()),
+            )
+        } else {
+            Error::io(path, e)
+        }
+    })?;
     let len = file.metadata().at(path)?.len();
     if len != bytes {
         return Err(Error::format(
@@ -317,10 +394,9 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
             format!("{len} bytes, the manifest says {bytes}: truncated or replaced — rebuild the dataset"),
         ));
     }
-    // SAFETY: the map is read-only. A file truncated by another process while mapped would fault on
-    // access (SIGBUS); datasets are immutable once built, and sizes were checked just above.
-    let map = unsafe { Mmap::map(&file) }.at(path)?;
-    let header = ShardHeader::decode(&map, path)?;
+    let mut head = [0u8; HEADER_LEN];
+    let got = read_prefix(&file, &mut head).at(path)?;
+    let header = ShardHeader::decode(&head[..got], path)?;
     let bad = |msg: String| Error::format(path, format!("{msg}; rebuild the dataset"));
     if header.mode != m.mode
         || header.size != m.size
@@ -337,12 +413,17 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
             m.size
         )));
     }
-    let table_end = HEADER_LEN as u64 + count * ENTRY_LEN as u64;
-    if table_end > header.data_offset || header.data_offset > len {
+    let table_end = count
+        .checked_mul(ENTRY_LEN as u64)
+        .and_then(|t| t.checked_add(HEADER_LEN as u64));
+    let Some(table_end) =
+        table_end.filter(|&t| t <= header.data_offset && header.data_offset <= len)
+    else {
         return Err(bad("record table overlaps the data region".into()));
-    }
-    let table = &map[HEADER_LEN..table_end as usize];
-    if crc32c::crc32c(table) != header.table_crc {
+    };
+    let mut table = vec![0u8; (table_end - HEADER_LEN as u64) as usize];
+    read_exact_at(&file, &mut table, HEADER_LEN as u64).at(path)?;
+    if crc32c::crc32c(&table) != header.table_crc {
         return Err(bad("record table checksum mismatch".into()));
     }
     let raw_len = m.size as u64 * m.size as u64 * 3;
@@ -369,10 +450,75 @@ fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> 
     }
     Ok(Shard {
         path: path.to_path_buf(),
-        map,
-        verified: (0..entries.len().div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect(),
+        file,
+        len,
         entries,
     })
+}
+
+/// "Too many open files".
+#[cfg(target_os = "linux")]
+const EMFILE: i32 = libc::EMFILE;
+#[cfg(not(target_os = "linux"))]
+const EMFILE: i32 = 24;
+
+/// Shards stay open, one descriptor each (ImageNet at 1,024 records per shard: 1,252). Where the
+/// soft limit on open files is too low for that, raise it towards the hard limit, as Go's runtime
+/// does for every program; if that is not enough, opening a shard fails with a message saying so.
+fn raise_open_file_limit(shards: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let want = (shards as libc::rlim_t).saturating_add(256);
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < want {
+                r.rlim_cur = r.rlim_max.min(want);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = shards;
+}
+
+/// Reads up to `buf.len()` bytes from the start of `file`; returns how many there were.
+fn read_prefix(file: &fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match read_at(file, &mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Positioned read (`pread`): no shared file cursor, so any number of threads read at once.
+fn read_at(file: &fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_at(file, buf, offset);
+    #[cfg(windows)]
+    return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+}
+
+/// Fills `buf` from `offset`; `UnexpectedEof` when the file ends first.
+fn read_exact_at(file: &fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match read_at(file, buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

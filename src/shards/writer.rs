@@ -218,10 +218,21 @@ fn remove_stale_siblings(out: &Path) {
             .or_else(|| rest.strip_prefix(".old-"));
         if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
             if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = fs::remove_dir_all(entry.path());
+                let _ = remove_dataset_dir(&entry.path());
             }
         }
     }
+}
+
+/// Deletes a dataset directory manifest first, so that a deletion cut short (a kill) leaves a
+/// directory that says it is incomplete rather than a dataset with missing shards.
+fn remove_dataset_dir(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_file(dir.join(MANIFEST_FILE)) {
+        Ok(()) => sync_dir(dir).map_err(|e| std::io::Error::other(e.to_string()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::remove_dir_all(dir)
 }
 
 /// Builds a dataset directory record by record; see the module docs for the atomicity guarantee.
@@ -426,7 +437,21 @@ impl DatasetWriter {
             build,
         };
         manifest.write_atomic(&self.partial)?;
-        // Swap into place: OUT -> OUT.old-PID, partial -> OUT, then delete the old one.
+        let parent = self
+            .out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // Replacing a dataset: swap the two directories in one atomic step where the filesystem
+        // can, so that OUT is always a complete dataset; then delete the old one (now at the
+        // partial path, where a kill would leave it, complete, for the next build to remove).
+        if self.out.exists() && exchange(&self.partial, &self.out).is_ok() {
+            self.committed = true;
+            sync_dir(parent)?;
+            remove_dataset_dir(&self.partial).at(&self.partial)?;
+            return Ok(manifest);
+        }
+        // Otherwise: OUT -> OUT.old-PID, partial -> OUT, then delete the old one.
         let old = sibling(&self.out, &format!(".old-{}", std::process::id()));
         let had_old = self.out.exists();
         if had_old {
@@ -434,14 +459,45 @@ impl DatasetWriter {
         }
         fs::rename(&self.partial, &self.out).at(&self.out)?;
         self.committed = true;
-        if let Some(parent) = self.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
-        }
+        sync_dir(parent)?;
         if had_old {
-            fs::remove_dir_all(&old).at(&old)?;
+            remove_dataset_dir(&old).at(&old)?;
         }
         Ok(manifest)
     }
+}
+
+/// Atomically exchanges two directories (Linux `renameat2(RENAME_EXCHANGE)`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 impl Drop for DatasetWriter {

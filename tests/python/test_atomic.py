@@ -74,3 +74,56 @@ def test_killed_rebuild_keeps_previous_dataset(many, tmp_path):
     subprocess.run([str(BIN), "--quiet", many, out, "--size", "32"], check=True)
     assert Dataset(out).size == 32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_kill9_at_random_points_24_times(many, tmp_path):
+    """SIGKILL at 24 seeded-random moments of fresh builds and of rebuilds over a dataset: every
+    directory left is either a complete dataset that verifies, or refuses to open saying it is
+    incomplete; the next build then succeeds and removes the leftovers."""
+    import random
+
+    import alexpipe
+
+    args = ["--shard-size", "16", "--threads", "2", "--size", "48"]
+    full = float("inf")
+    for _ in range(2):  # the faster of a cold and a warm run: most kills land mid-build
+        t = time.monotonic()
+        subprocess.run([str(BIN), "--quiet", many, tmp_path / "timing", *args], check=True)
+        full = min(full, time.monotonic() - t)
+    records = len(alexpipe.Dataset(tmp_path / "timing"))
+    shutil.rmtree(tmp_path / "timing")
+    rng = random.Random(9)
+    prev = tmp_path / "prev"
+    subprocess.run([str(BIN), "--quiet", many, prev, "--size", "32"], check=True)
+    prev_manifest = (prev / "manifest.json").read_bytes()
+    outcomes = {"killed": 0, "finished": 0}
+    for k in range(24):
+        rebuild = k % 2 == 1
+        out = prev if rebuild else tmp_path / f"fresh{k}"
+        rc = kill_after([many, out, *args], rng.uniform(0.0, full))
+        outcomes["killed" if rc != 0 else "finished"] += 1
+        if rebuild:
+            assert out.exists(), "a rebuild killed midway left no dataset at OUT"
+        for d in [out, *tmp_path.glob(f"{out.name}.partial-*"), *tmp_path.glob(f"{out.name}.old-*")]:
+            if not d.exists():
+                continue
+            try:
+                ds = alexpipe.Dataset(d)
+            except alexpipe.AlexpipeError as e:
+                assert "incomplete" in str(e) and "build-shards" in str(e), str(e)
+                assert d != out or not rebuild, "a rebuild killed midway lost the previous dataset"
+                continue
+            assert ds.verify() == len(ds) > 0
+            if d == out and rebuild and rc != 0:
+                # killed: the dataset there is the previous one, or the finished new one
+                assert (out / "manifest.json").read_bytes() == prev_manifest or ds.size == 48
+        if rebuild and rc == 0:
+            prev_manifest = (out / "manifest.json").read_bytes()
+    assert outcomes["killed"] >= 12, outcomes
+    # Re-running succeeds, verifies, and cleans up what the killed builds left.
+    for k in range(0, 24, 2):
+        subprocess.run([str(BIN), "--quiet", many, tmp_path / f"fresh{k}", *args], check=True)
+        assert alexpipe.Dataset(tmp_path / f"fresh{k}").verify() == records
+    subprocess.run([str(BIN), "--quiet", many, prev, *args], check=True)
+    assert alexpipe.Dataset(prev).verify() == records
+    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]

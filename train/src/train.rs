@@ -4,7 +4,8 @@
 //! the loop queues step k on the device, then fetches and uploads batch k + 1 while step k runs,
 //! then reads step k's loss. After the epoch: validation (centre patch, or the paper's 10 patches
 //! with averaged softmax), the learning-rate schedule (divide by 10 when the validation error has
-//! not improved for `patience` epochs, at most 3 times), a metrics row and a checkpoint.
+//! not improved for `patience` epochs, or after given epochs; at most 3 times), a metrics row and a
+//! checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +92,9 @@ pub struct Recipe {
     pub max_lr_drops: u32,
     /// What ε is divided by (paper: 10).
     pub lr_divisor: f64,
+    /// Divide ε after these (1-based) epochs instead of on plateaus: a fixed step schedule, like
+    /// Caffe's reference recipe (the limit `max_lr_drops` still applies).
+    pub lr_drop_after: Vec<u64>,
     /// Seed of the engine's draws and of dropout.
     pub seed: u64,
     /// Patch side and network input (paper: 224).
@@ -122,6 +126,7 @@ impl Default for Recipe {
             patience: 5,
             max_lr_drops: 3,
             lr_divisor: 10.0,
+            lr_drop_after: Vec::new(),
             seed: 0,
             crop: 224,
             lighting: 0.1,
@@ -514,8 +519,12 @@ pub fn run(cfg: &RunConfig, stop: &AtomicBool) -> Result<Outcome, TrainError> {
             state.epochs_since_best += 1;
         }
         let lr_used = state.lr;
-        let dropped =
-            state.epochs_since_best >= recipe.patience && state.lr_drops < recipe.max_lr_drops;
+        let due = if recipe.lr_drop_after.is_empty() {
+            state.epochs_since_best >= recipe.patience
+        } else {
+            recipe.lr_drop_after.contains(&(epoch + 1))
+        };
+        let dropped = due && state.lr_drops < recipe.max_lr_drops;
         if dropped {
             state.lr /= recipe.lr_divisor;
             state.lr_drops += 1;

@@ -84,6 +84,9 @@ struct Args {
     /// Epochs without a better validation top-1 error before the learning rate is divided by 10.
     #[arg(long)]
     patience: Option<u64>,
+    /// Divide the learning rate after these epochs (e.g. 30,60) instead of on plateaus.
+    #[arg(long, value_delimiter = ',', value_name = "EPOCHS")]
+    lr_drop_after: Vec<u64>,
     /// How often the learning rate may be divided [paper: 3].
     #[arg(long, default_value_t = 3)]
     max_lr_drops: u32,
@@ -196,6 +199,7 @@ fn real_main() -> Result<ExitCode> {
         patience: args.patience.unwrap_or(if demo { 3 } else { 5 }),
         max_lr_drops: args.max_lr_drops,
         lr_divisor: 10.0,
+        lr_drop_after: args.lr_drop_after.clone(),
         seed: args.seed,
         crop: args.crop.unwrap_or(224),
         lighting: args.lighting,

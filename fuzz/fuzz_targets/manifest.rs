@@ -1,0 +1,7 @@
+//! See `tests/fuzz_harness/mod.rs` for what the input means.
+#![no_main]
+
+#[path = "../../tests/fuzz_harness/mod.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::manifest(data));
