@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use alexpipe::{BuildConfig, Dataset, Layout, Loader, LoaderConfig, MeanMode};
 use alexpipe_train::metrics::read_rows;
 use alexpipe_train::train::{evaluate_checkpoint, last_checkpoint, load_network};
-use alexpipe_train::{run, ModelOptions, Outcome, Recipe, RunConfig};
+use alexpipe_train::{run, ModelOptions, Recipe, RunConfig};
 use tch::{Device, Kind, Tensor};
 
 /// libtorch's random generator (dropout) and thread pool are process-wide: tests that train in
@@ -74,41 +74,63 @@ fn never() -> AtomicBool {
     AtomicBool::new(false)
 }
 
+/// `train` on the small dataset, as a user runs it: 2 epochs of 7 steps, ⅛ width, 64 crops.
+fn train_cli(data: &Path, out: &Path, extra: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "--train",
+            &data.to_string_lossy(),
+            "--out",
+            &out.to_string_lossy(),
+        ])
+        .args([
+            "--crop",
+            "64",
+            "--width",
+            "0.125",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "2",
+        ])
+        .args([
+            "--seed",
+            "5",
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+            "--quiet",
+        ])
+        .args(extra)
+        // One compute thread: the same kernels and reduction order in every process.
+        .env("OMP_NUM_THREADS", "1")
+        .status()
+        .expect("train runs");
+    assert!(status.success(), "train {extra:?}: {status:?}");
+}
+
+/// A run stopped twice mid-epoch and resumed, each part in a new process (as after Ctrl-C), ends
+/// with the same weights, momentum and metrics as a run that never stopped.
 #[test]
 fn resume_mid_epoch_continues_exactly() {
-    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
-    tch::set_num_threads(1);
-
-    let straight = config(&data, &tmp.path().join("straight"));
-    let outcome = run(&straight, &never()).expect("training");
-    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+    let straight = tmp.path().join("straight");
+    train_cli(&data, &straight, &[]);
 
     // 7 steps per epoch: stop inside epoch 1, resume, stop inside epoch 2, resume to the end.
-    let mut split = config(&data, &tmp.path().join("split"));
-    split.recipe.max_steps = Some(3);
-    let stopped = run(&split, &never()).expect("first part");
-    let ckpt = last_checkpoint(&split.out);
-    assert_eq!(
-        stopped,
-        Outcome::Stopped {
-            checkpoint: ckpt.clone()
-        }
-    );
-    split.resume = Some(ckpt.clone());
-    split.recipe.max_steps = Some(6);
-    assert!(matches!(
-        run(&split, &never()).expect("second"),
-        Outcome::Stopped { .. }
-    ));
-    split.recipe.max_steps = None;
-    assert!(matches!(
-        run(&split, &never()).expect("third"),
-        Outcome::Finished { .. }
-    ));
+    let split = tmp.path().join("split");
+    train_cli(&data, &split, &["--max-steps", "3"]);
+    let ckpt = last_checkpoint(&split);
+    let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
+    assert_eq!((state.epoch, state.step), (0, 3));
+    train_cli(&data, &split, &["--resume", "--max-steps", "6"]);
+    let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
+    assert_eq!((state.epoch, state.step), (1, 2));
+    train_cli(&data, &split, &["--resume"]);
 
-    let a = tensors(&last_checkpoint(&straight.out));
+    let a = tensors(&last_checkpoint(&straight));
     let b = tensors(&ckpt);
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     assert!(
@@ -129,7 +151,7 @@ fn resume_mid_epoch_continues_exactly() {
 
     // Both runs report the same per-epoch numbers (times aside).
     let rows = |dir: &Path| read_rows(&dir.join("metrics.jsonl")).expect("metrics");
-    let (ra, rb) = (rows(&straight.out), rows(&split.out));
+    let (ra, rb) = (rows(&straight), rows(&split));
     assert_eq!(ra.len(), 2);
     assert_eq!(rb.len(), 2);
     for (x, y) in ra.iter().zip(&rb) {
@@ -139,7 +161,7 @@ fn resume_mid_epoch_continues_exactly() {
         assert_eq!(x.val_top1_err, y.val_top1_err);
         assert_eq!(x.val_loss.to_bits(), y.val_loss.to_bits());
     }
-    let csv = std::fs::read_to_string(split.out.join("metrics.csv")).expect("csv");
+    let csv = std::fs::read_to_string(split.join("metrics.csv")).expect("csv");
     assert_eq!(csv.lines().count(), 3, "header and two epochs:\n{csv}");
 }
 
