@@ -64,8 +64,8 @@ struct Args {
     #[arg(long, value_name = "CHECKPOINT")]
     eval: Option<PathBuf>,
     /// Continue a run: from CHECKPOINT, or from the run directory's checkpoint.ot.
-    #[arg(long, value_name = "CHECKPOINT", num_args = 0..=1, default_missing_value = "")]
-    resume: Option<PathBuf>,
+    #[arg(long, value_name = "CHECKPOINT", num_args = 0..=1)]
+    resume: Option<Option<PathBuf>>,
     /// Epochs [paper: 90].
     #[arg(long)]
     epochs: Option<u64>,
@@ -255,13 +255,10 @@ fn real_main() -> Result<ExitCode> {
                 .unwrap_or_else(|| "alexnet".into()),
         ),
     };
-    let resume = args.resume.as_ref().map(|p| {
-        if p.as_os_str().is_empty() {
-            last_checkpoint(&out)
-        } else {
-            p.clone()
-        }
-    });
+    let resume = args
+        .resume
+        .as_ref()
+        .map(|given| given.clone().unwrap_or_else(|| last_checkpoint(&out)));
     let cfg = RunConfig {
         train,
         val: args.val.clone(),
