@@ -74,34 +74,40 @@ fn never() -> AtomicBool {
     AtomicBool::new(false)
 }
 
-/// `train` on the small dataset, as a user runs it: 2 epochs of 7 steps, ⅛ width, 64 crops.
+/// The `train` command on the small dataset: ⅛ width, 64 crops, batches of 4 (7 steps an epoch).
+fn train_command(data: &Path, out: &Path, epochs: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_train"));
+    cmd.args([
+        "--train",
+        &data.to_string_lossy(),
+        "--out",
+        &out.to_string_lossy(),
+    ])
+    .args([
+        "--crop",
+        "64",
+        "--width",
+        "0.125",
+        "--batch-size",
+        "4",
+        "--epochs",
+        epochs,
+    ])
+    .args([
+        "--seed",
+        "5",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    cmd
+}
+
+/// `train` on the small dataset, as a user runs it: 2 epochs.
 fn train_cli(data: &Path, out: &Path, extra: &[&str]) {
-    let status = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args([
-            "--train",
-            &data.to_string_lossy(),
-            "--out",
-            &out.to_string_lossy(),
-        ])
-        .args([
-            "--crop",
-            "64",
-            "--width",
-            "0.125",
-            "--batch-size",
-            "4",
-            "--epochs",
-            "2",
-        ])
-        .args([
-            "--seed",
-            "5",
-            "--workers",
-            "2",
-            "--device",
-            "cpu",
-            "--quiet",
-        ])
+    let status = train_command(data, out, "2")
         .args(extra)
         // One compute thread: the same kernels and reduction order in every process.
         .env("OMP_NUM_THREADS", "1")
@@ -266,24 +272,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
     let out = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args([
-            "--train",
-            &data.to_string_lossy(),
-            "--out",
-            &out.to_string_lossy(),
-        ])
-        .args([
-            "--crop",
-            "64",
-            "--width",
-            "0.125",
-            "--batch-size",
-            "4",
-            "--epochs",
-            "1000",
-        ])
-        .args(["--device", "cpu", "--quiet"])
+    let mut child = train_command(&data, &out, "1000")
         .spawn()
         .expect("train starts");
     // Wait for the first epoch's row, then interrupt.
