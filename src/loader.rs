@@ -225,6 +225,7 @@ pub struct Loader {
     mean_image: Arc<Vec<f32>>,
     eigenbasis: Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
+    subset: Option<Arc<Vec<usize>>>,
 }
 
 impl Loader {
@@ -292,7 +293,22 @@ impl Loader {
             mean_image,
             eigenbasis,
             channel,
+            subset: None,
         })
+    }
+
+    /// The same loader over records `indices` of its dataset only (in this order unless shuffled;
+    /// repeats allowed): a few query images, a fold, one class. Each record keeps its own random
+    /// draws, so a subset's batches hold exactly the patches the full loader would make of them.
+    pub fn with_subset(mut self, indices: Vec<usize>) -> Result<Loader> {
+        let len = self.dataset.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
+            return Err(Error::Usage(format!(
+                "subset index {bad} is past the dataset's {len} images"
+            )));
+        }
+        self.subset = Some(Arc::new(indices));
+        Ok(self)
     }
 
     /// The dataset.
@@ -318,7 +334,7 @@ impl Loader {
 
     fn sampler(&self) -> Sampler {
         Sampler {
-            len: self.dataset.len(),
+            len: self.subset.as_ref().map_or(self.dataset.len(), |s| s.len()),
             shuffle: self.config.shuffle,
             seed: self.config.seed,
             rank: self.config.rank,
@@ -353,7 +369,13 @@ impl Loader {
     /// Starts the workers for the current epoch and returns its batches in order. The epoch owns
     /// what it needs: it can outlive this borrow and move to another thread (e.g. a Python iterator).
     pub fn iter(&self) -> Epoch {
-        let indices = Arc::new(self.sampler().epoch_indices(self.epoch));
+        let mut indices = self.sampler().epoch_indices(self.epoch);
+        if let Some(subset) = &self.subset {
+            for i in &mut indices {
+                *i = subset[*i];
+            }
+        }
+        let indices = Arc::new(indices);
         let batches = self.len();
         let workers = self.threads().min(batches.max(1));
         let capacity = self.config.prefetch.div_ceil(workers).max(1);

@@ -489,3 +489,53 @@ fn with_stats_uses_the_given_mean_image() {
     other.size = SIZE / 2;
     assert!(Loader::with_stats(ds, eval, &other).is_err());
 }
+
+#[test]
+fn a_subset_serves_the_same_patches_as_the_full_loader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = dataset(dir.path(), Mode::Raw);
+    let full = Loader::new(ds.clone(), config(2)).expect("loader");
+    // Each record's patch, flip and lighting in the full epoch (training augmentation, shuffled).
+    let mut by_record = std::collections::HashMap::new();
+    for batch in full.iter() {
+        let batch = batch.expect("batch");
+        let per = 3 * (CROP * CROP) as usize;
+        let images = batch.images_f32().expect("f32");
+        for (j, &i) in batch.indices().iter().enumerate() {
+            by_record.insert(i, images[j * per..(j + 1) * per].to_vec());
+        }
+    }
+    let picked = vec![17, 3, 3, 25, 0, 9, 12, 30];
+    let eval_order = LoaderConfig {
+        shuffle: false,
+        drop_last: false,
+        ..config(3)
+    };
+    let subset = Loader::new(ds.clone(), eval_order)
+        .expect("loader")
+        .with_subset(picked.clone())
+        .expect("indices in range");
+    assert_eq!(subset.len(), 2);
+    let (mut served, mut compared) = (Vec::new(), 0);
+    for batch in subset.iter() {
+        let batch = batch.expect("batch");
+        let per = 3 * (CROP * CROP) as usize;
+        let images = batch.images_f32().expect("f32");
+        for (j, &i) in batch.indices().iter().enumerate() {
+            assert_eq!(batch.labels()[j], i64::from(ds.label(i).expect("label")));
+            if let Some(seen) = by_record.get(&i) {
+                assert_eq!(&images[j * per..(j + 1) * per], &seen[..], "record {i}");
+                compared += 1;
+            }
+            served.push(i);
+        }
+    }
+    assert_eq!(served, picked, "in the given order, repeats kept");
+    assert!(compared >= 6, "most picked records are in the full epoch");
+    let err = Loader::new(ds.clone(), config(1))
+        .expect("loader")
+        .with_subset(vec![1, ds.len()])
+        .err()
+        .expect("an index past the end is refused");
+    assert!(err.to_string().contains("past the dataset"), "{err}");
+}
