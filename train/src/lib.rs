@@ -6,11 +6,14 @@
 //!   schedule, checkpoints and resume.
 //! - [`feed`]: batches from the engine to the device, overlapped with the running step.
 //! - [`metrics`], [`checkpoint`]: what a run writes.
+//! - [`pictures`] (§6.1): the conv1 kernels (Figure 3), fc7 nearest neighbours (Figure 4) and the
+//!   training curves, as PNG files.
 
 pub mod checkpoint;
 pub mod feed;
 pub mod metrics;
 pub mod model;
+pub mod pictures;
 pub mod sgd;
 pub mod train;
 

@@ -131,6 +131,11 @@ impl MetricsLog {
         Ok(log)
     }
 
+    /// The `metrics.jsonl` file.
+    pub fn jsonl(&self) -> &Path {
+        &self.jsonl
+    }
+
     /// Adds one epoch.
     pub fn append(&self, row: &EpochRow) -> std::io::Result<()> {
         let mut jsonl = std::fs::OpenOptions::new().append(true).open(&self.jsonl)?;

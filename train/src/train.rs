@@ -4,8 +4,8 @@
 //! the loop queues step k on the device, then fetches and uploads batch k + 1 while step k runs,
 //! then reads step k's loss. After the epoch: validation (centre patch, or the paper's 10 patches
 //! with averaged softmax), the learning-rate schedule (divide by 10 when the validation error has
-//! not improved for `patience` epochs, or after given epochs; at most 3 times), a metrics row and a
-//! checkpoint.
+//! not improved for `patience` epochs, or after given epochs; at most 3 times), a metrics row, the
+//! curves redrawn (`curves.png`) and a checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +18,9 @@ use tch::{nn, Device, Kind};
 
 use crate::checkpoint::{self, CheckpointError, TrainState};
 use crate::feed::{DeviceBatch, Feeder};
-use crate::metrics::{topk_hits, EpochRow, EpochTotals, MetricsLog};
+use crate::metrics::{read_rows, topk_hits, EpochRow, EpochTotals, MetricsLog};
 use crate::model::{AlexNet, AlexNetConfig, BiasInit, ModelError, WeightInit};
+use crate::pictures::{curves, save_png, PictureError};
 use crate::sgd::Sgd;
 
 /// Why training stopped with an error.
@@ -42,6 +43,9 @@ pub enum TrainError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A picture could not be drawn or written.
+    #[error(transparent)]
+    Picture(#[from] PictureError),
     /// Inconsistent options or datasets.
     #[error("{0}")]
     Usage(String),
@@ -65,11 +69,40 @@ pub enum InputNorm {
 }
 
 impl InputNorm {
-    fn mean_mode(self) -> MeanMode {
+    pub(crate) fn mean_mode(self) -> MeanMode {
         match self {
             InputNorm::MeanImage => MeanMode::Image,
             InputNorm::Channel => MeanMode::Channel,
         }
+    }
+}
+
+/// Where the network runs, as the command lines spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// CUDA when available, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The libtorch device, or why there is none.
+    pub fn device(self) -> Result<Device, TrainError> {
+        Ok(match self {
+            DeviceChoice::Auto => Device::cuda_if_available(),
+            DeviceChoice::Cpu => Device::Cpu,
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Device::Cuda(0),
+            DeviceChoice::Cuda => {
+                return Err(TrainError::Usage(
+                    "--device cuda: libtorch sees no CUDA device (driver missing, or a CPU-only \
+                     libtorch)"
+                        .into(),
+                ))
+            }
+        })
     }
 }
 
@@ -205,6 +238,11 @@ pub fn last_checkpoint(out: &Path) -> PathBuf {
     out.join("checkpoint.ot")
 }
 
+/// The training curves a run redraws after every epoch (see [`curves`]).
+pub fn curves_png(out: &Path) -> PathBuf {
+    out.join("curves.png")
+}
+
 /// The checkpoint with the lowest validation error in a run directory.
 pub fn best_checkpoint(out: &Path) -> PathBuf {
     out.join("best.ot")
@@ -221,7 +259,7 @@ fn step_seed(seed: u64, epoch: u64, step: u64) -> i64 {
     (mix(seed ^ mix(epoch ^ mix(step))) >> 1) as i64
 }
 
-fn bar(progress: bool, len: usize, prefix: String) -> ProgressBar {
+pub(crate) fn bar(progress: bool, len: usize, prefix: String) -> ProgressBar {
     if !progress {
         return ProgressBar::hidden();
     }
@@ -546,6 +584,8 @@ pub fn run(cfg: &RunConfig, stop: &AtomicBool) -> Result<Outcome, TrainError> {
             lr_dropped: dropped,
         };
         log.append(&row).map_err(io_err(&cfg.out))?;
+        let rows = read_rows(log.jsonl()).map_err(io_err(log.jsonl()))?;
+        save_png(&curves::curves_image(&rows)?, &curves_png(&cfg.out))?;
         eprintln!(
             "epoch {}/{} lr {:.0e} | train loss {:.3} top-1 {:.1}% top-5 {:.1}% | val top-1 {:.1}% \
              top-5 {:.1}% | {:.0} img/s, data wait {:.1}%{}",

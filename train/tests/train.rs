@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use alexpipe::{BuildConfig, Dataset, Layout, Loader, LoaderConfig, MeanMode};
 use alexpipe_train::metrics::read_rows;
-use alexpipe_train::train::{evaluate_checkpoint, last_checkpoint, load_network};
+use alexpipe_train::pictures::curves;
+use alexpipe_train::train::{curves_png, evaluate_checkpoint, last_checkpoint, load_network};
 use alexpipe_train::{run, ModelOptions, Recipe, RunConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -118,6 +119,21 @@ fn train_cli(data: &Path, out: &Path, extra: &[&str]) {
 
 /// A run stopped twice mid-epoch and resumed, each part in a new process (as after Ctrl-C), ends
 /// with the same weights, momentum and metrics as a run that never stopped.
+/// The run directory's curves.png is the picture of its metrics.jsonl, which has `epochs` rows.
+fn assert_curves_show_the_metrics(run_dir: &Path, epochs: usize) {
+    let rows = read_rows(&run_dir.join("metrics.jsonl")).expect("metrics");
+    assert_eq!(rows.len(), epochs);
+    let written = image::open(curves_png(run_dir))
+        .expect("curves.png readable")
+        .to_rgb8();
+    let expected = curves::curves_image(&rows).expect("curves");
+    assert_eq!(written.dimensions(), curves::SIZE);
+    assert!(
+        written == expected,
+        "curves.png is not the picture of {epochs} epochs"
+    );
+}
+
 #[test]
 fn resume_mid_epoch_continues_exactly() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -131,10 +147,14 @@ fn resume_mid_epoch_continues_exactly() {
     let ckpt = last_checkpoint(&split);
     let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
     assert_eq!((state.epoch, state.step), (0, 3));
+    assert!(!curves_png(&split).exists(), "no epoch finished, no curves");
     train_cli(&data, &split, &["--resume", "--max-steps", "6"]);
     let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
     assert_eq!((state.epoch, state.step), (1, 2));
+    // The curves are redrawn at the end of every epoch: now they show epoch 1.
+    assert_curves_show_the_metrics(&split, 1);
     train_cli(&data, &split, &["--resume"]);
+    assert_curves_show_the_metrics(&split, 2);
 
     let a = tensors(&last_checkpoint(&straight));
     let b = tensors(&ckpt);

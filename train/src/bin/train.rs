@@ -8,19 +8,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use alexpipe_train::train::{evaluate_checkpoint, last_checkpoint, InputNorm};
+use alexpipe_train::train::{evaluate_checkpoint, last_checkpoint, DeviceChoice, InputNorm};
 use alexpipe_train::{run, BiasInit, ModelOptions, Outcome, Recipe, RunConfig, WeightInit};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use tch::Device;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    /// CUDA when available, else the CPU.
-    Auto,
-    Cpu,
-    Cuda,
-}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum InitArg {
@@ -57,7 +48,7 @@ struct Args {
     /// Validation dataset (same classes); default: the training set's centre patches.
     #[arg(long)]
     val: Option<PathBuf>,
-    /// Run directory: checkpoint.ot, best.ot, metrics.jsonl, metrics.csv.
+    /// Run directory: checkpoint.ot, best.ot, metrics.jsonl, metrics.csv, curves.png.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Evaluate this checkpoint on --val instead of training.
@@ -127,8 +118,8 @@ struct Args {
     #[arg(long)]
     max_steps: Option<u64>,
     /// Where the network runs.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -160,17 +151,6 @@ fn fixtures_dataset(quiet: bool) -> Result<PathBuf> {
     Ok(out)
 }
 
-fn device(arg: DeviceArg) -> Result<Device> {
-    Ok(match arg {
-        DeviceArg::Auto => Device::cuda_if_available(),
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda if tch::Cuda::is_available() => Device::Cuda(0),
-        DeviceArg::Cuda => bail!(
-            "--device cuda: libtorch sees no CUDA device (driver missing, or a CPU-only libtorch)"
-        ),
-    })
-}
-
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
@@ -183,7 +163,7 @@ fn main() -> ExitCode {
 
 fn real_main() -> Result<ExitCode> {
     let args = Args::parse();
-    let device = device(args.device)?;
+    let device = args.device.device()?;
     let demo = args.train.is_none() && args.eval.is_none();
     // The demo's preset: a quarter-width network that learns from the first steps on a CPU (He
     // initialization on unit-scale inputs, Caffe's biases), 30 short epochs of batches of 4 at a
