@@ -2,10 +2,10 @@
 //! shows them at their places in the grid; gallery images queried find themselves at distance
 //! exactly 0, and the reported distances are fc7 distances computed independently.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use alexpipe::{BuildConfig, Dataset, Layout, Loader, LoaderConfig, MeanMode};
+use alexpipe::{Dataset, Layout, Loader, LoaderConfig, MeanMode};
 use alexpipe_train::checkpoint::{self, TrainState};
 use alexpipe_train::metrics::EpochTotals;
 use alexpipe_train::pictures::neighbours::{
@@ -17,18 +17,8 @@ use alexpipe_train::{AlexNet, AlexNetConfig, BiasInit, WeightInit};
 use image::{Rgb, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/images")
-}
-
-/// The fixtures as 72×72 shards (31 images, 4 classes).
-fn small_dataset(dir: &Path) -> PathBuf {
-    let out = dir.join("fixtures-72");
-    let mut cfg = BuildConfig::new(fixtures(), &out);
-    cfg.size = 72;
-    alexpipe::build(&cfg, &|_| {}).expect("fixtures build");
-    out
-}
+mod common;
+use common::small_dataset;
 
 fn viz(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_alexpipe-viz"))

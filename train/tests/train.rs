@@ -2,18 +2,21 @@
 //! checkpoint evaluation, 10-crop averaging, Ctrl-C.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use alexpipe::{BuildConfig, Dataset, Layout, Loader, LoaderConfig, MeanMode};
+use alexpipe::{Dataset, Layout, Loader, LoaderConfig, MeanMode};
 use alexpipe_train::metrics::read_rows;
 use alexpipe_train::pictures::curves;
 use alexpipe_train::train::{curves_png, evaluate_checkpoint, last_checkpoint, load_network};
 use alexpipe_train::{run, ModelOptions, Recipe, RunConfig};
 use tch::{Device, Kind, Tensor};
+
+mod common;
+use common::small_dataset;
 
 /// libtorch's random generator (dropout) and thread pool are process-wide: tests that train in
 /// this process take turns, or one test's draws would land in another's run.
@@ -23,19 +26,6 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/images")
-}
-
-/// The fixtures as 72×72 shards (31 images, 4 classes).
-fn small_dataset(dir: &Path) -> PathBuf {
-    let out = dir.join("fixtures-72");
-    let mut cfg = BuildConfig::new(fixtures(), &out);
-    cfg.size = 72;
-    alexpipe::build(&cfg, &|_| {}).expect("fixtures build");
-    out
 }
 
 fn config(train: &Path, out: &Path) -> RunConfig {
