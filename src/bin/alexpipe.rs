@@ -12,6 +12,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+#[path = "common/progress.rs"]
+mod progress;
+use progress::images_bar;
+
 /// alexpipe tools beyond build-shards.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
@@ -42,17 +46,6 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-}
-
-fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -99,7 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
     } else if input.join(MANIFEST_FILE).is_file() {
         let manifest = Manifest::read(&input)?;
-        let bar = progress_bar(manifest.num_records, quiet);
+        let bar = images_bar(manifest.num_records, quiet);
         let m = shards_to_hdf5(&input, &out, &|n| bar.inc(n));
         bar.finish_and_clear();
         let m = m?;

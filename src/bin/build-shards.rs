@@ -10,7 +10,10 @@ use alexpipe::shards::{Manifest, REJECTS_FILE};
 use alexpipe::{recompute_stats, BuildConfig, BuildSummary, Mode, OutputFormat, Stats};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+
+#[path = "common/progress.rs"]
+mod progress;
+use progress::images_bar;
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum ModeArg {
@@ -84,17 +87,6 @@ struct Cli {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
-}
-
-fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }
 
 fn fmt3(v: [f64; 3]) -> String {
@@ -197,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.stats_only {
         let dir = &cli.input;
         let manifest = Manifest::read(dir)?;
-        let bar = progress_bar(manifest.num_records, cli.quiet);
+        let bar = images_bar(manifest.num_records, cli.quiet);
         let stats = recompute_stats(dir, cli.threads, &|n| bar.inc(n))?;
         bar.finish_and_clear();
         if cli.json {
@@ -236,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
     };
     let (inputs, kind) = discover(&cfg)?;
-    let bar = progress_bar(inputs.sources.len() as u64, cli.quiet);
+    let bar = images_bar(inputs.sources.len() as u64, cli.quiet);
     let summary = build_inputs(&cfg, inputs, kind, start, &|n| bar.inc(n));
     bar.finish_and_clear();
     let summary = summary?;

@@ -584,8 +584,6 @@ pub fn run(cfg: &RunConfig, stop: &AtomicBool) -> Result<Outcome, TrainError> {
             lr_dropped: dropped,
         };
         log.append(&row).map_err(io_err(&cfg.out))?;
-        let rows = read_rows(log.jsonl()).map_err(io_err(log.jsonl()))?;
-        save_png(&curves::curves_image(&rows)?, &curves_png(&cfg.out))?;
         eprintln!(
             "epoch {}/{} lr {:.0e} | train loss {:.3} top-1 {:.1}% top-5 {:.1}% | val top-1 {:.1}% \
              top-5 {:.1}% | {:.0} img/s, data wait {:.1}%{}",
@@ -609,8 +607,18 @@ pub fn run(cfg: &RunConfig, stop: &AtomicBool) -> Result<Outcome, TrainError> {
             let best = best_checkpoint(&cfg.out);
             std::fs::copy(&ckpt, &best).map_err(io_err(&best))?;
         }
+        // A picture that cannot be drawn is worth a warning, not the run.
+        if let Err(e) = redraw_curves(log.jsonl(), &curves_png(&cfg.out)) {
+            eprintln!("warning: curves not redrawn: {e}");
+        }
     }
     Ok(Outcome::Finished { best: state.best })
+}
+
+/// Draws the curves of the rows in `jsonl` into `png`.
+fn redraw_curves(jsonl: &Path, png: &Path) -> Result<(), TrainError> {
+    let rows = read_rows(jsonl).map_err(io_err(jsonl))?;
+    Ok(save_png(&curves::curves_image(&rows)?, png)?)
 }
 
 /// Evaluates a checkpoint on a dataset (centre patch, or the 10 patches).

@@ -181,14 +181,20 @@ fn resume_mid_epoch_continues_exactly() {
     assert_eq!(csv.lines().count(), 3, "header and two epochs:\n{csv}");
 }
 
+/// The small dataset in `dir` and a finished one-epoch run on it (in this process).
+fn one_epoch_run(dir: &Path) -> (std::path::PathBuf, RunConfig) {
+    let data = small_dataset(dir);
+    let mut cfg = config(&data, &dir.join("run"));
+    cfg.recipe.epochs = 1;
+    run(&cfg, &never()).expect("training");
+    (data, cfg)
+}
+
 #[test]
 fn checkpoint_evaluation_matches_the_runs_validation() {
     let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let data = small_dataset(tmp.path());
-    let mut cfg = config(&data, &tmp.path().join("run"));
-    cfg.recipe.epochs = 1;
-    run(&cfg, &never()).expect("training");
+    let (data, cfg) = one_epoch_run(tmp.path());
     let row = &read_rows(&cfg.out.join("metrics.jsonl")).expect("metrics")[0];
     let t = evaluate_checkpoint(
         &last_checkpoint(&cfg.out),
@@ -214,10 +220,7 @@ fn checkpoint_evaluation_matches_the_runs_validation() {
 fn ten_crop_averages_softmax_over_the_ten_patches() {
     let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let data = small_dataset(tmp.path());
-    let mut cfg = config(&data, &tmp.path().join("run"));
-    cfg.recipe.epochs = 1;
-    run(&cfg, &never()).expect("training");
+    let (data, cfg) = one_epoch_run(tmp.path());
     let ckpt = last_checkpoint(&cfg.out);
     let recipe = Recipe {
         ten_crop: true,
