@@ -304,8 +304,9 @@ def write_report(args, results, build_rates, pil_rates):
         f"(`benches/make_corpus.py`), batches of {BATCH} random 224×224 crops of the 256×256 images, mirrored, "
         f"float32 NCHW; {args.epochs} epochs per run after a warm-up epoch, {args.reps} runs; median (min–max) "
         "images/s. Ratios are against the PyTorch DataLoader row of the same group. Peak RSS is the largest "
-        "process of the run (its waited-for children included, e.g. DataLoader workers); alexpipe's includes "
-        "the pages of the memory-mapped shards it touched.",
+        "process of the run (its waited-for children included, e.g. DataLoader workers); alexpipe reads "
+        "shards with pread, so its shards stay in the page cache and out of its RSS; FFCV's RSS includes the "
+        "pages of the memory-mapped .beton it touched.",
         "",
         f"Machine: {machine()}.",
         "",

@@ -271,7 +271,8 @@ impl Loader {
         }
         if stats.size != size {
             return usage(format!(
-                "statistics of {}×{} images do not fit this dataset's {size}×{size} images",
+                "statistics of {}×{} images do not fit this dataset's {size}×{size} images: build it \
+                 with the same --size as the dataset the statistics come from",
                 stats.size, stats.size
             ));
         }

@@ -321,3 +321,43 @@ fn curves_command_draws_a_run_directory() {
     let img = image::open(run.join("curves.png")).expect("PNG").to_rgb8();
     assert_eq!(img.dimensions(), alexpipe_train::pictures::curves::SIZE);
 }
+
+#[test]
+fn neighbours_errors_name_the_dataset_and_the_fix() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let ckpt = tmp.path().join("net.ot");
+    checkpoint_with(&data, &ckpt, |_| {});
+    // A gallery of 80-px images: the checkpoint's 72-px statistics do not fit it.
+    let other = tmp.path().join("fixtures-80");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/images");
+    let mut build = alexpipe::BuildConfig::new(fixtures, &other);
+    build.size = 80;
+    alexpipe::build(&build, &|_| {}).expect("build");
+    let cfg = NeighboursConfig {
+        k: 2,
+        queries: Queries::Spread(2),
+        batch_size: 8,
+        workers: 1,
+        thumb: 16,
+        device: Device::Cpu,
+        progress: false,
+    };
+    let err = neighbours_picture(&ckpt, &data, &other, &cfg)
+        .err()
+        .expect("sizes differ")
+        .to_string();
+    assert!(
+        err.contains("fixtures-80") && err.contains("80×80"),
+        "{err}"
+    );
+    let past_end = NeighboursConfig {
+        queries: Queries::Indices(vec![2, 31]),
+        ..cfg
+    };
+    let err = neighbours_picture(&ckpt, &data, &data, &past_end)
+        .err()
+        .expect("no record 31")
+        .to_string();
+    assert!(err.contains("fixtures-72") && err.contains("31"), "{err}");
+}

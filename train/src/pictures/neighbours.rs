@@ -413,10 +413,15 @@ pub fn neighbours_picture(
     }
     let features =
         |ds: &Arc<Dataset>| eval_loader(ds, &stats, state.normalize, crop, cfg, Layout::F32Nchw);
-    let query_loader = features(&query_ds)?
-        .with_subset(picks.clone())
-        .map_err(|e| TrainError::Usage(format!("{}: {e}", query.display())))?;
-    let gallery_loader = features(&gallery_ds)?;
+    // Errors name the dataset (images that do not fit the checkpoint, a query index past its end).
+    let named = |path: &Path| {
+        let path = path.display().to_string();
+        move |e: TrainError| TrainError::Usage(format!("{path}: {e}"))
+    };
+    let query_loader = features(&query_ds)
+        .and_then(|l| Ok(l.with_subset(picks.clone())?))
+        .map_err(named(query))?;
+    let gallery_loader = features(&gallery_ds).map_err(named(gallery))?;
     let neighbours = nearest_neighbours(
         &net,
         &query_loader,
