@@ -533,7 +533,7 @@ pub fn run(cfg: &RunConfig, stop: &AtomicBool) -> Result<Outcome, TrainError> {
             state.step += 1;
             steps_here += 1;
             pb.inc(1);
-            if state.step % 10 == 0 || state.step as usize == batches {
+            if state.step.is_multiple_of(10) || state.step as usize == batches {
                 totals.seconds = before + start.elapsed().as_secs_f64();
                 pb.set_message(format!(
                     "loss {:.3} top-1 err {:.1}% {:.0} img/s wait {:.1}%",

@@ -344,8 +344,7 @@ fn neighbours_errors_name_the_dataset_and_the_fix() {
         progress: false,
     };
     let err = neighbours_picture(&ckpt, &data, &other, &cfg)
-        .err()
-        .expect("sizes differ")
+        .expect_err("sizes differ")
         .to_string();
     assert!(
         err.contains("fixtures-80") && err.contains("80×80"),
@@ -356,8 +355,7 @@ fn neighbours_errors_name_the_dataset_and_the_fix() {
         ..cfg
     };
     let err = neighbours_picture(&ckpt, &data, &data, &past_end)
-        .err()
-        .expect("no record 31")
+        .expect_err("no record 31")
         .to_string();
     assert!(err.contains("fixtures-72") && err.contains("31"), "{err}");
 }

@@ -45,7 +45,7 @@ impl FilterGrid {
                 self.kernels, self.side, self.columns, self.scale
             )));
         }
-        if self.groups == 0 || self.kernels % self.groups != 0 {
+        if self.groups == 0 || !self.kernels.is_multiple_of(self.groups) {
             return Err(PictureError::Usage(format!(
                 "{} kernels do not split into {} groups",
                 self.kernels, self.groups
