@@ -1,7 +1,8 @@
 //! `train`: the paper's AlexNet trained with the paper's recipe (§5), fed by the alexpipe engine.
 //!
-//! With no arguments it does the main job on the bundled fixtures: builds their shards if missing
-//! and trains a small AlexNet briefly on the CPU.
+//! With no arguments it does the main job on the bundled fixtures: builds their training and
+//! held-out shards if missing, and trains a small AlexNet briefly on the CPU, validating on the
+//! held-out images.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -131,24 +132,31 @@ fn repo_root() -> PathBuf {
     train_crate.parent().unwrap_or(train_crate).to_path_buf()
 }
 
-/// The fixtures' shards, built on first use.
-fn fixtures_dataset(quiet: bool) -> Result<PathBuf> {
+/// The fixtures' training shards (`fixtures/images`) and held-out shards (`fixtures/val`), each
+/// built on first use.
+fn fixtures_datasets(quiet: bool) -> Result<(PathBuf, PathBuf)> {
     let root = repo_root();
-    let out = root.join("out/fixtures");
-    if !out.join("manifest.json").exists() {
-        let cfg = alexpipe::BuildConfig::new(root.join("fixtures/images"), &out);
-        let summary = alexpipe::build(&cfg, &|_| {})
-            .with_context(|| format!("building the fixtures' shards into {}", out.display()))?;
-        if !quiet {
-            eprintln!(
-                "built {} ({} of {} images; the others are listed in rejects.tsv)",
-                out.display(),
-                summary.inputs - summary.rejects.len() as u64,
-                summary.inputs
-            );
+    let build = |images: &str, out: &str| -> Result<PathBuf> {
+        let out = root.join(out);
+        if !out.join("manifest.json").exists() {
+            let cfg = alexpipe::BuildConfig::new(root.join(images), &out);
+            let summary = alexpipe::build(&cfg, &|_| {})
+                .with_context(|| format!("building the fixtures' shards into {}", out.display()))?;
+            if !quiet {
+                eprintln!(
+                    "built {} ({} of {} images; the others are listed in rejects.tsv)",
+                    out.display(),
+                    summary.inputs - summary.rejects.len() as u64,
+                    summary.inputs
+                );
+            }
         }
-    }
-    Ok(out)
+        Ok(out)
+    };
+    Ok((
+        build("fixtures/images", "out/fixtures")?,
+        build("fixtures/val", "out/fixtures-val")?,
+    ))
 }
 
 fn main() -> ExitCode {
@@ -221,9 +229,12 @@ fn real_main() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let train = match &args.train {
-        Some(t) => t.clone(),
-        None => fixtures_dataset(args.quiet)?,
+    let (train, val) = match &args.train {
+        Some(t) => (t.clone(), args.val.clone()),
+        None => {
+            let (train, val) = fixtures_datasets(args.quiet)?;
+            (train, Some(args.val.clone().unwrap_or(val)))
+        }
     };
     let out = match &args.out {
         Some(o) => o.clone(),
@@ -241,7 +252,7 @@ fn real_main() -> Result<ExitCode> {
         .map(|given| given.clone().unwrap_or_else(|| last_checkpoint(&out)));
     let cfg = RunConfig {
         train,
-        val: args.val.clone(),
+        val,
         out: out.clone(),
         model: ModelOptions {
             width: pick(args.width, 0.25, 1.0),

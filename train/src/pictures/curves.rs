@@ -6,7 +6,7 @@ use super::{Anchor, Canvas, Font, PictureError, Rgb, RgbImage};
 use crate::metrics::EpochRow;
 
 /// Width and height of the picture, px.
-pub const SIZE: (u32, u32) = (1200, 460);
+pub const SIZE: (u32, u32) = (1200, 480);
 /// Colour of the learning-rate drop markers (no curve uses it).
 pub const LR_DROP: Rgb<u8> = Rgb([214, 39, 40]);
 /// Training curves.
@@ -98,7 +98,7 @@ fn finite_max(values: impl Iterator<Item = f64>) -> f64 {
 const MARGIN_LEFT: i32 = 64;
 const MARGIN_RIGHT: i32 = 24;
 const MARGIN_TOP: i32 = 48;
-const MARGIN_BOTTOM: i32 = 52;
+const MARGIN_BOTTOM: i32 = 68;
 
 /// Where the plots of `rows` go.
 pub fn layout(rows: &[EpochRow]) -> Layout {
@@ -182,7 +182,7 @@ fn axes(c: &mut Canvas, p: &Panel, title: &str) {
     }
     c.text(
         x0 + p.width / 2,
-        y1 + 26,
+        y1 + 23,
         "epoch",
         INK,
         Font::Normal,
@@ -206,21 +206,14 @@ fn series(c: &mut Canvas, p: &Panel, points: &[(f64, f64)], color: Rgb<u8>, widt
     }
 }
 
+/// The key, in one row under the plot (outside it, so it never hides a point).
 fn legend(c: &mut Canvas, p: &Panel, entries: &[(&str, Rgb<u8>)]) {
-    let chars = entries.iter().map(|(l, _)| l.len()).max().unwrap_or(0) as i32;
-    let w = 34 + chars * Font::Normal.char_width() as i32;
-    let (x, mut y) = (p.left + p.width - w - 6, p.top + 8);
-    c.fill_rect(
-        x - 4,
-        y - 4,
-        w as u32 + 4,
-        entries.len() as u32 * 16 + 6,
-        WHITE,
-    );
+    let (mut x, y) = (p.left, p.top + p.height + 44);
     for (label, color) in entries {
         c.line((x, y + 6), (x + 22, y + 6), *color, 2);
+        c.fill_rect(x + 9, y + 4, 5, 5, *color);
         c.text(x + 28, y, label, INK, Font::Normal, Anchor::Left);
-        y += 16;
+        x += 28 + label.chars().count() as i32 * Font::Normal.char_width() as i32 + 18;
     }
 }
 
@@ -267,8 +260,8 @@ pub fn curves_image(rows: &[EpochRow]) -> Result<RgbImage, PictureError> {
         &[
             ("train top-1", TRAIN),
             ("train top-5", TRAIN_TOP5),
-            ("validation top-1", VAL),
-            ("validation top-5", VAL_TOP5),
+            ("val top-1", VAL),
+            ("val top-5", VAL_TOP5),
         ],
     );
     Ok(c.into_image())
