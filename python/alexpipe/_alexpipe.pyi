@@ -99,8 +99,13 @@ class Loader:
         world_size: int = 1,
         eigvecs: Optional[Sequence[Sequence[float]]] = None,
         axis_std: Optional[Sequence[float]] = None,
+        indices: Optional[Sequence[int]] = None,
+        stats_from: Optional[Union[_Path, Dataset]] = None,
         debug: bool = False,
-    ) -> None: ...
+    ) -> None:
+        """indices: serve only these records (in this order unless shuffled), each with the
+        draws the full loader gives it. stats_from: normalise with that dataset's statistics
+        (the training set's, for validation: paper §2)."""
     def __len__(self) -> int: ...
     def set_epoch(self, epoch: int) -> None: ...
     @property

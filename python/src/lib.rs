@@ -305,6 +305,20 @@ impl Dataset {
     }
 }
 
+/// A `Dataset` object's dataset, or the dataset at a path.
+fn dataset_of(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<Arc<alexpipe::Dataset>> {
+    match source.cast::<Dataset>() {
+        Ok(ds) => Ok(ds.get().inner.clone()),
+        Err(_) => {
+            let path: PathBuf = source.extract()?;
+            Ok(Arc::new(
+                py.detach(|| alexpipe::Dataset::open(&path))
+                    .map_err(to_py)?,
+            ))
+        }
+    }
+}
+
 /// Keeps a batch alive while numpy arrays view its images.
 #[pyclass(frozen, module = "alexpipe._alexpipe")]
 struct BatchBuffer {
@@ -325,7 +339,7 @@ impl Loader {
     #[pyo3(signature = (source, batch_size=128, train=true, seed=0, shuffle=true, drop_last=true,
                         threads=None, prefetch=4, layout="f32_nchw", crop=224, flip=0.5, lighting=0.1,
                         mean="image", ten_crop=false, rank=0, world_size=1, eigvecs=None, axis_std=None,
-                        debug=false))]
+                        indices=None, stats_from=None, debug=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -347,18 +361,11 @@ impl Loader {
         world_size: usize,
         eigvecs: Option<[[f64; 3]; 3]>,
         axis_std: Option<[f64; 3]>,
+        indices: Option<Vec<usize>>,
+        stats_from: Option<&Bound<'_, PyAny>>,
         debug: bool,
     ) -> PyResult<Self> {
-        let dataset = match source.cast::<Dataset>() {
-            Ok(ds) => ds.get().inner.clone(),
-            Err(_) => {
-                let path: PathBuf = source.extract()?;
-                Arc::new(
-                    py.detach(|| alexpipe::Dataset::open(&path))
-                        .map_err(to_py)?,
-                )
-            }
-        };
+        let dataset = dataset_of(py, source)?;
         let layout = match layout {
             "f32_nchw" => Layout::F32Nchw,
             "u8_nhwc" => Layout::U8Nhwc,
@@ -404,7 +411,22 @@ impl Loader {
             rank,
             world_size,
         };
-        let inner = alexpipe::Loader::new(dataset, config).map_err(to_py)?;
+        let inner = match stats_from {
+            // Validation images normalised with the training set's statistics (paper §2).
+            Some(src) => {
+                let train = dataset_of(py, src)?;
+                let stats = train.stats().ok_or_else(|| {
+                    AlexpipeError::new_err("stats_from: that dataset has no statistics")
+                })?;
+                alexpipe::Loader::with_stats(dataset, config, stats)
+            }
+            None => alexpipe::Loader::new(dataset, config),
+        };
+        let inner = match indices {
+            Some(indices) => inner.and_then(|l| l.with_subset(indices)),
+            None => inner,
+        }
+        .map_err(to_py)?;
         Ok(Loader { inner, debug })
     }
 

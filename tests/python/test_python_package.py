@@ -72,6 +72,50 @@ def test_u8_layout_and_eval(shards):
     assert images.shape == (20, 3, 48, 48) and labels.shape == (2,)
 
 
+def test_indices_serve_a_subset_with_the_full_loaders_draws(shards):
+    ds = alexpipe.Dataset(shards)
+    picked = [5, 3, 3, 30, 0]
+    full = {}
+    for images, _, info in alexpipe.Loader(ds, batch_size=4, crop=48, debug=True, seed=9):
+        for j, i in enumerate(info["indices"]):
+            full[int(i)] = images[j].copy()
+    sub = alexpipe.Loader(ds, batch_size=2, crop=48, debug=True, seed=9, shuffle=False, drop_last=False,
+                          indices=picked)
+    assert len(sub) == 3
+    served, compared = [], 0
+    for images, labels, info in sub:
+        np.testing.assert_allclose(images, numpy_batch(ds, info, 48), rtol=1e-5, atol=1e-4)
+        for j, i in enumerate(info["indices"]):
+            assert labels[j] == ds[int(i)][1]
+            if int(i) in full:
+                np.testing.assert_array_equal(images[j], full[int(i)])
+                compared += 1
+            served.append(int(i))
+    assert served == picked and compared >= 3
+    with pytest.raises(ValueError, match="index 31 is past the dataset's 31 images"):
+        alexpipe.Loader(ds, crop=48, indices=[1, 31])
+
+
+def test_stats_from_normalises_with_the_training_sets_statistics(shards, tmp_path):
+    val_dir = tmp_path / "val"
+    alexpipe.build_shards(ROOT / "fixtures" / "val", val_dir, size=64, progress=False)
+    train, val = alexpipe.Dataset(shards), alexpipe.Dataset(val_dir)
+    assert not np.array_equal(train.mean_image, val.mean_image)
+    for stats_from in (train, shards):
+        loader = alexpipe.Loader(val, batch_size=16, train=False, shuffle=False, drop_last=False, crop=48,
+                                 debug=True, stats_from=stats_from)
+        (images, labels, info), = list(loader)
+        c = (64 - 48) // 2
+        want = np.stack([
+            (val[int(i)][0].astype(np.float64)[c:c + 48, c:c + 48] - train.mean_image[c:c + 48, c:c + 48])
+            .transpose(2, 0, 1)
+            for i in info["indices"]
+        ])
+        np.testing.assert_allclose(images, want, rtol=1e-5, atol=1e-4)
+    own = next(iter(alexpipe.Loader(val, batch_size=16, train=False, shuffle=False, crop=48)))[0]
+    assert not np.allclose(own, images), "without stats_from the val set's own mean is used"
+
+
 def epoch_of(loader, epoch):
     loader.set_epoch(epoch)
     return [(images.copy(), labels.copy()) for images, labels in loader]
