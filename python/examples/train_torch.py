@@ -76,8 +76,9 @@ def main():
               f"{seen / (time.perf_counter() - t):.0f} img/s"
         if args.val:
             model.eval()
+            # Validation images get the training set's mean (paper §2), not their own.
             val = TorchLoader(args.val, batch_size=args.batch, crop=args.crop, train=False, shuffle=False,
-                              drop_last=False, device=args.device)
+                              drop_last=False, device=args.device, stats_from=args.shards)
             hits = total = 0
             with torch.no_grad():
                 for x, y in val:

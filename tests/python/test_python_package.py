@@ -277,11 +277,12 @@ def test_ddp_smoke_with_torchrun(shards):
 
 def test_example_trainer_runs(tmp_path):
     pytest.importorskip("torch", reason="torch is part of requirements-dev.txt")
-    out = tmp_path / "ds128"
+    out, val = tmp_path / "ds128", tmp_path / "val128"
     alexpipe.build_shards(FIXTURES, out, size=128, progress=False)
+    alexpipe.build_shards(ROOT / "fixtures" / "val", val, size=128, progress=False)
     example = ROOT / "python" / "examples" / "train_torch.py"
     proc = subprocess.run(
-        [sys.executable, str(example), str(out), "--val", str(out), "--epochs", "1", "--batch", "8", "--crop", "112",
+        [sys.executable, str(example), str(out), "--val", str(val), "--epochs", "1", "--batch", "8", "--crop", "112",
          "--width", "0.25", "--device", "cpu"],
         capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="2"),
     )
