@@ -68,3 +68,45 @@ impl<T> IoContext<T> for io::Result<T> {
         self.map_err(|e| Error::io(path, e))
     }
 }
+
+/// An error and its causes on one line, each said once: a cause whose text the line already holds
+/// (an `{path}: {source}` message repeats its source) is not repeated. What the command-line tools
+/// print.
+pub fn chain_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrapper that adds context without repeating its cause, like anyhow's `context`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the dataset")]
+    struct Context(#[source] Error);
+
+    #[test]
+    fn chain_message_says_each_cause_once() {
+        let io = io::Error::new(io::ErrorKind::NotFound, "No such file or directory");
+        let e = Error::io("/data/x", io);
+        assert_eq!(chain_message(&e), "/data/x: No such file or directory");
+        let wrapped = Context(Error::io(
+            "/data/y",
+            io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied"),
+        ));
+        assert_eq!(
+            chain_message(&wrapped),
+            "reading the dataset: /data/y: Permission denied"
+        );
+    }
+}

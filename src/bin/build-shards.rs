@@ -244,7 +244,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", alexpipe::error::chain_message(e.as_ref()));
             ExitCode::FAILURE
         }
     }

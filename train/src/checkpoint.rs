@@ -5,6 +5,7 @@
 //! (seed, epoch, record) and dropout is reseeded from (seed, epoch, step) before every step.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use alexpipe::Stats;
@@ -22,12 +23,12 @@ const FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// libtorch could not read or write the file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {message}")]
     Torch {
         /// The checkpoint.
         path: PathBuf,
-        /// libtorch's message.
-        source: tch::TchError,
+        /// libtorch's message, without its C++ backtrace.
+        message: String,
     },
     /// Renaming the finished file into place failed.
     #[error("{path}: {source}")]
@@ -100,11 +101,23 @@ pub struct Restored {
 }
 
 fn torch_err(path: &Path) -> impl FnOnce(tch::TchError) -> CheckpointError + '_ {
-    move |source| CheckpointError::Torch {
-        path: path.to_path_buf(),
-        source,
+    move |e| {
+        let full = e.to_string();
+        let message = full
+            .split("\nException raised from")
+            .next()
+            .unwrap_or(&full)
+            .trim()
+            .to_string();
+        CheckpointError::Torch {
+            path: path.to_path_buf(),
+            message,
+        }
     }
 }
+
+/// The first bytes of every libtorch archive (a ZIP file).
+const ARCHIVE_MAGIC: &[u8; 4] = b"PK\x03\x04";
 
 /// Writes a checkpoint atomically.
 pub fn save(
@@ -160,6 +173,21 @@ pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
         path: path.to_path_buf(),
         reason,
     };
+    // Missing and foreign files get a plain message before libtorch sees them.
+    let mut head = Vec::with_capacity(4);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4).read_to_end(&mut head))
+        .map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if head != ARCHIVE_MAGIC {
+        return Err(invalid(
+            "not a checkpoint (not a libtorch archive): give the checkpoint.ot or best.ot that \
+             `train` wrote in its run directory"
+                .into(),
+        ));
+    }
     let tensors = Tensor::load_multi(path).map_err(torch_err(path))?;
     let mut weights = HashMap::new();
     let mut velocities = HashMap::new();

@@ -33,6 +33,16 @@ fn viz(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The error line of a failing `alexpipe-viz` command.
+fn viz_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_alexpipe-viz"))
+        .args(args)
+        .output()
+        .expect("alexpipe-viz runs");
+    assert!(!out.status.success(), "alexpipe-viz {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A full-width network (96 conv1 kernels) on 64-px inputs, its weights drawn as the paper's, then
 /// `edit` applied to conv1's `[96, 3, 11, 11]` weights, saved as a checkpoint of `data`.
 fn checkpoint_with(data: &Path, path: &Path, edit: impl FnOnce(&mut [f32])) {
@@ -293,12 +303,7 @@ fn curves_command_draws_a_run_directory() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let run = tmp.path().join("run");
     std::fs::create_dir(&run).expect("dir");
-    let err = Command::new(env!("CARGO_BIN_EXE_alexpipe-viz"))
-        .args(["curves", run.to_str().expect("utf-8")])
-        .output()
-        .expect("runs");
-    assert!(!err.status.success());
-    let msg = String::from_utf8_lossy(&err.stderr);
+    let msg = viz_fails(&["curves", run.to_str().expect("utf-8")]);
     assert!(msg.contains("metrics.jsonl"), "{msg}");
     let row = |epoch: u64, lr: f64, dropped: bool| {
         format!(
@@ -358,4 +363,32 @@ fn neighbours_errors_name_the_dataset_and_the_fix() {
         .expect_err("no record 31")
         .to_string();
     assert!(err.contains("fixtures-72") && err.contains("31"), "{err}");
+}
+
+#[test]
+fn bad_checkpoints_get_one_line_errors_naming_the_file() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let good = tmp.path().join("net.ot");
+    checkpoint_with(&data, &good, |_| {});
+    let missing = tmp.path().join("missing.ot");
+    let foreign = tmp.path().join("notes.ot");
+    std::fs::write(&foreign, "not a checkpoint").expect("write");
+    let truncated = tmp.path().join("truncated.ot");
+    let bytes = std::fs::read(&good).expect("read");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    for (path, says) in [
+        (&missing, "No such file"),
+        (&foreign, "not a libtorch archive"),
+        (&truncated, "corrupted"),
+    ] {
+        let p = path.to_str().expect("utf-8");
+        let msg = viz_fails(&["filters", p]);
+        assert!(msg.contains(p) && msg.contains(says), "{msg}");
+        assert_eq!(
+            msg.trim_end().lines().count(),
+            1,
+            "one line, no C++ backtrace: {msg}"
+        );
+    }
 }

@@ -94,7 +94,10 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("alexpipe-viz: error: {e:#}");
+            eprintln!(
+                "alexpipe-viz: error: {}",
+                alexpipe::error::chain_message(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -163,7 +163,10 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("train: error: {e:#}");
+            eprintln!(
+                "train: error: {}",
+                alexpipe::error::chain_message(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
