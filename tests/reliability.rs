@@ -341,9 +341,13 @@ fn manifest_file_names_cannot_leave_the_dataset_directory() {
     build_to(&out, Mode::Raw, 64);
     let p = out.join("manifest.json");
     let text = fs::read_to_string(&p).expect("read");
+    // A hostile manifest with a valid checksum of its own (a damaged one is refused before).
+    let hostile: serde_json::Value =
+        serde_json::from_str(&text.replace("\"shard-00000.bin\"", "\"../ds/shard-00000.bin\""))
+            .expect("still JSON");
     fs::write(
         &p,
-        text.replace("\"shard-00000.bin\"", "\"../ds/shard-00000.bin\""),
+        alexpipe::shards::seal_manifest(&hostile).expect("sealed"),
     )
     .expect("write");
     let msg = Dataset::open(&out)
@@ -400,4 +404,35 @@ fn a_jpeg_failing_in_its_header_does_not_poison_the_next_decode() {
             "after a header failure (cut at {cut}): {again:?}"
         );
     }
+}
+
+#[test]
+fn a_changed_statistic_in_the_manifest_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ds");
+    build_to(&out, Mode::Raw, 64);
+    let p = out.join("manifest.json");
+    let text = fs::read_to_string(&p).expect("read");
+    // One digit of the channel mean: still valid JSON and a plausible value, wrong normalisation.
+    let at = text.find("\"channel_mean\"").expect("stats") + "\"channel_mean\": [\n".len();
+    let digit = text[at..]
+        .find(|c: char| c.is_ascii_digit())
+        .expect("a digit")
+        + at;
+    let mut bytes = text.into_bytes();
+    bytes[digit] = if bytes[digit] == b'9' {
+        b'8'
+    } else {
+        bytes[digit] + 1
+    };
+    fs::write(&p, &bytes).expect("write");
+    serde_json::from_slice::<serde_json::Value>(&bytes).expect("still JSON");
+    let msg = Dataset::open(&out)
+        .map(|_| ())
+        .expect_err("open")
+        .to_string();
+    assert!(
+        msg.contains("manifest.json") && msg.contains("fails its own checksum"),
+        "{msg}"
+    );
 }

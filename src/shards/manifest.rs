@@ -25,6 +25,76 @@ pub const MEAN_IMAGE_FILE: &str = "mean_image.npy";
 pub const INDEX_FILE: &str = "index.tsv";
 /// The rejected-inputs report's file name.
 pub const REJECTS_FILE: &str = "rejects.tsv";
+/// The manifest's own checksum: the last key of its object, 8 lowercase hex digits.
+pub const CHECKSUM_KEY: &str = "manifest_crc32c";
+
+/// Where the 8 hex digits of the manifest's own checksum are in its bytes: after the last
+/// `"manifest_crc32c"`, optional whitespace, `:`, optional whitespace and `"`.
+fn checksum_span(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    let key = format!("\"{CHECKSUM_KEY}\"");
+    let key = key.as_bytes();
+    let mut i = bytes.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let skip_ws = |i: &mut usize| {
+        while bytes.get(*i).is_some_and(|b| b.is_ascii_whitespace()) {
+            *i += 1;
+        }
+    };
+    skip_ws(&mut i);
+    (bytes.get(i) == Some(&b':')).then_some(())?;
+    i += 1;
+    skip_ws(&mut i);
+    (bytes.get(i) == Some(&b'"')).then_some(())?;
+    let digits = i + 1..i + 9;
+    let hex = bytes.get(digits.clone())?;
+    let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    (hex.iter().all(lower_hex) && bytes.get(i + 9) == Some(&b'"')).then_some(digits)
+}
+
+/// CRC-32C of `bytes` with the checksum's digits read as `00000000`.
+fn sealed_crc(bytes: &[u8], digits: std::ops::Range<usize>) -> u32 {
+    let mut copy = bytes.to_vec();
+    copy[digits].fill(b'0');
+    crc32c::crc32c(&copy)
+}
+
+/// The bytes of `manifest.json` for `value` (a JSON object): pretty-printed, with its own checksum
+/// as the last key (any earlier one is dropped), so a damaged manifest is refused instead of
+/// misread. Tests that edit a manifest on purpose seal it again with this.
+pub fn seal_manifest(value: &impl Serialize) -> Result<Vec<u8>> {
+    let bad = |e: String| Error::Usage(format!("cannot write a manifest: {e}"));
+    let mut v = serde_json::to_value(value).map_err(|e| bad(e.to_string()))?;
+    let object = v
+        .as_object_mut()
+        .ok_or_else(|| bad("not a JSON object".into()))?;
+    object.remove(CHECKSUM_KEY);
+    object.insert(CHECKSUM_KEY.into(), serde_json::json!("00000000"));
+    let mut bytes = serde_json::to_vec_pretty(&v).map_err(|e| bad(e.to_string()))?;
+    bytes.push(b'\n');
+    let digits = checksum_span(&bytes).ok_or_else(|| bad("checksum key not last".into()))?;
+    let crc = format!("{:08x}", sealed_crc(&bytes, digits.clone()));
+    bytes[digits].copy_from_slice(crc.as_bytes());
+    Ok(bytes)
+}
+
+/// Checks the manifest's own checksum (see [`seal_manifest`]).
+fn check_seal(bytes: &[u8], path: &Path) -> Result<()> {
+    let Some(digits) = checksum_span(bytes) else {
+        return Err(Error::format(
+            path,
+            format!("has no checksum of its own (\"{CHECKSUM_KEY}\"): damaged, or written by an alexpipe older than 2026-11-28 — rebuild the dataset"),
+        ));
+    };
+    let stored = std::str::from_utf8(&bytes[digits.clone()])
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok());
+    if stored != Some(sealed_crc(bytes, digits)) {
+        return Err(Error::format(
+            path,
+            "fails its own checksum: the manifest is damaged (or was edited by hand) — rebuild the dataset",
+        ));
+    }
+    Ok(())
+}
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +245,7 @@ impl Manifest {
                 Error::io(&path, e)
             }
         })?;
+        check_seal(&text, &path)?;
         let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
             Error::format(
                 &path,
@@ -225,9 +296,7 @@ impl Manifest {
 
     /// Writes `dir/manifest.json` atomically (temporary file, fsync, rename, fsync of the directory).
     pub fn write_atomic(&self, dir: &Path) -> Result<()> {
-        let json =
-            serde_json::to_vec_pretty(self).map_err(|e| Error::format(dir, e.to_string()))?;
-        write_file_atomic(&dir.join(MANIFEST_FILE), &json)
+        write_file_atomic(&dir.join(MANIFEST_FILE), &seal_manifest(self)?)
     }
 }
 

@@ -37,10 +37,28 @@ def unescape_tsv(cell: str) -> str:
     return "".join(out)
 
 
+def check_manifest_seal(raw: bytes) -> None:
+    """The manifest's own checksum: the digits after the last "manifest_crc32c" key, read as zeros."""
+    key = b'"manifest_crc32c"'
+    at = raw.rindex(key) + len(key)
+    rest = raw[at:]
+    stripped = rest.lstrip()
+    assert stripped[:1] == b":", "checksum key not followed by ':'"
+    value = stripped[1:].lstrip()
+    assert value[:1] == b'"' and value[9:10] == b'"', "checksum value is not a string"
+    digits = value[1:9]
+    assert all(c in b"0123456789abcdef" for c in digits), digits
+    start = len(raw) - len(value) + 1
+    zeroed = raw[:start] + b"00000000" + raw[start + 8 :]
+    assert crc32c(zeroed) == int(digits, 16), "manifest.json fails its own checksum"
+
+
 class Dataset:
     def __init__(self, path, check_crc=True):
         self.dir = Path(path)
-        self.manifest = json.loads((self.dir / "manifest.json").read_text())
+        raw = (self.dir / "manifest.json").read_bytes()
+        check_manifest_seal(raw)
+        self.manifest = json.loads(raw)
         m = self.manifest
         assert m["format"] == "alexpipe-dataset" and m["format_version"] == 1
         self.size = m["size"]
