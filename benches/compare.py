@@ -209,6 +209,17 @@ def machine():
     return f"{model}, {CORES} cores, {mem / 2**20:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
+
+def opens(shards: Path) -> bool:
+    """True when this alexpipe opens the dataset (a cached build from an older format is rebuilt)."""
+    import alexpipe
+
+    try:
+        alexpipe.Dataset(shards)
+        return True
+    except (OSError, ValueError, alexpipe.AlexpipeError):
+        return False
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help=argparse.SUPPRESS)
@@ -234,7 +245,7 @@ def main():
     shards = {}
     for mode in ("raw", "jpeg"):
         shards[mode] = ROOT / "target" / f"compare-shards-{mode}-{args.count}"
-        if not (shards[mode] / "manifest.json").exists():
+        if not opens(shards[mode]):
             subprocess.run([build_shards, "-q", corpus, shards[mode], "--mode", mode], check=True,
                            stdout=subprocess.DEVNULL)
     # The 256 px JPEGs every JPEG-path loader reads (written once by peer_torch.py's folder256 mode).
