@@ -52,9 +52,9 @@ fn checksum_span(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
 
 /// CRC-32C of `bytes` with the checksum's digits read as `00000000`.
 fn sealed_crc(bytes: &[u8], digits: std::ops::Range<usize>) -> u32 {
-    let mut copy = bytes.to_vec();
-    copy[digits].fill(b'0');
-    crc32c::crc32c(&copy)
+    let crc = crc32c::crc32c(&bytes[..digits.start]);
+    let crc = crc32c::crc32c_append(crc, b"00000000");
+    crc32c::crc32c_append(crc, &bytes[digits.end..])
 }
 
 /// The bytes of `manifest.json` for `value` (a JSON object): pretty-printed, with its own checksum

@@ -162,18 +162,14 @@ impl MetricsLog {
     }
 }
 
-/// The rows of a `metrics.jsonl`.
+/// The rows of a `metrics.jsonl` (errors do not name it: callers do).
 pub fn read_rows(path: &Path) -> std::io::Result<Vec<EpochRow>> {
     std::fs::read_to_string(path)?
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            serde_json::from_str(l).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })
+            serde_json::from_str(l)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
         })
         .collect()
 }

@@ -18,9 +18,9 @@ use tch::{nn, Device, Kind};
 
 use crate::checkpoint::{self, CheckpointError, TrainState};
 use crate::feed::{DeviceBatch, Feeder};
-use crate::metrics::{read_rows, topk_hits, EpochRow, EpochTotals, MetricsLog};
+use crate::metrics::{topk_hits, EpochRow, EpochTotals, MetricsLog};
 use crate::model::{AlexNet, AlexNetConfig, BiasInit, ModelError, WeightInit};
-use crate::pictures::{curves, save_png, PictureError};
+use crate::pictures::{curves, PictureError};
 use crate::sgd::Sgd;
 
 /// Why training stopped with an error.
@@ -608,17 +608,11 @@ pub fn run(cfg: &RunConfig, stop: &AtomicBool) -> Result<Outcome, TrainError> {
             std::fs::copy(&ckpt, &best).map_err(io_err(&best))?;
         }
         // A picture that cannot be drawn is worth a warning, not the run.
-        if let Err(e) = redraw_curves(log.jsonl(), &curves_png(&cfg.out)) {
+        if let Err(e) = curves::redraw(log.jsonl(), &curves_png(&cfg.out)) {
             eprintln!("warning: curves not redrawn: {e}");
         }
     }
     Ok(Outcome::Finished { best: state.best })
-}
-
-/// Draws the curves of the rows in `jsonl` into `png`.
-fn redraw_curves(jsonl: &Path, png: &Path) -> Result<(), TrainError> {
-    let rows = read_rows(jsonl).map_err(io_err(jsonl))?;
-    Ok(save_png(&curves::curves_image(&rows)?, png)?)
 }
 
 /// Evaluates a checkpoint on a dataset (centre patch, or the 10 patches).

@@ -8,14 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use alexpipe_train::metrics::read_rows;
-use alexpipe_train::pictures::filters::{filter_grid, FilterGrid};
+use alexpipe_train::pictures::filters::conv1_grid;
 use alexpipe_train::pictures::neighbours::{neighbours_picture, NeighboursConfig, Queries};
 use alexpipe_train::pictures::{curves, save_png};
 use alexpipe_train::train::{load_network, DeviceChoice};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use tch::{Device, Kind};
+use tch::Device;
 
 /// Pictures of an alexpipe training run: learned kernels, training curves, nearest neighbours.
 #[derive(Debug, Parser)]
@@ -116,18 +115,8 @@ fn real_main() -> Result<()> {
             scale,
         } => {
             let (_vs, net, _, _) = load_network(&checkpoint, Device::Cpu)?;
-            let w = net.conv1_weight().to_kind(Kind::Float).contiguous();
-            let size = w.size();
-            let weights = Vec::<f32>::try_from(w.flatten(0, -1))
-                .with_context(|| format!("{}: reading conv1", checkpoint.display()))?;
-            let grid = FilterGrid {
-                kernels: size[0] as usize,
-                side: size[2] as usize,
-                groups: 2,
-                columns,
-                scale,
-            };
-            save_png(&filter_grid(&weights, &grid)?, &output)?;
+            let (image, grid) = conv1_grid(&net, columns, scale)?;
+            save_png(&image, &output)?;
             written(
                 &output,
                 &format!(
@@ -152,11 +141,9 @@ fn real_main() -> Result<()> {
                     jsonl.display()
                 );
             }
-            let rows = read_rows(&jsonl).with_context(|| format!("reading {}", jsonl.display()))?;
-            let image = curves::curves_image(&rows)
-                .with_context(|| format!("plotting {}", jsonl.display()))?;
             let output = output.unwrap_or_else(|| dir.join("curves.png"));
-            save_png(&image, &output)?;
+            let rows = curves::redraw(&jsonl, &output)
+                .with_context(|| format!("plotting {}", jsonl.display()))?;
             let drops = rows.iter().filter(|r| r.lr_dropped).count();
             written(
                 &output,

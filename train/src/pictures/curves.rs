@@ -2,8 +2,10 @@
 //! validation (the numbers §6 reports), with every learning-rate division (§5) marked by a dashed
 //! line at the end of its epoch.
 
-use super::{Anchor, Canvas, Font, PictureError, Rgb, RgbImage};
-use crate::metrics::EpochRow;
+use std::path::Path;
+
+use super::{save_png, Anchor, Canvas, Font, PictureError, Rgb, RgbImage};
+use crate::metrics::{read_rows, EpochRow};
 
 /// Width and height of the picture, px.
 pub const SIZE: (u32, u32) = (1200, 480);
@@ -265,6 +267,17 @@ pub fn curves_image(rows: &[EpochRow]) -> Result<RgbImage, PictureError> {
         ],
     );
     Ok(c.into_image())
+}
+
+/// Draws the curves of a run's `metrics.jsonl` into `png` (what `train` does after every epoch);
+/// returns the rows drawn.
+pub fn redraw(jsonl: &Path, png: &Path) -> Result<Vec<EpochRow>, PictureError> {
+    let rows = read_rows(jsonl).map_err(|source| PictureError::Io {
+        path: jsonl.to_path_buf(),
+        source,
+    })?;
+    save_png(&curves_image(&rows)?, png)?;
+    Ok(rows)
 }
 
 #[cfg(test)]

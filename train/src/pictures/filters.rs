@@ -5,7 +5,10 @@
 //! In this network the columns are conv2's two groups: the first reads conv1's first half of the
 //! kernels, the second its second half, so the grid shows each half under its own heading.
 
+use tch::Kind;
+
 use super::{Anchor, Canvas, Font, PictureError, Rgb, RgbImage};
+use crate::model::AlexNet;
 
 /// Space around the grid and between groups, px.
 pub const MARGIN: u32 = 6;
@@ -178,6 +181,27 @@ pub fn filter_grid(weights: &[f32], grid: &FilterGrid) -> Result<RgbImage, Pictu
         }
     }
     Ok(canvas.into_image())
+}
+
+/// The grid of `net`'s conv1 kernels in the paper's two groups, `columns` per row, each kernel
+/// pixel `scale`×`scale`.
+pub fn conv1_grid(
+    net: &AlexNet,
+    columns: usize,
+    scale: u32,
+) -> Result<(RgbImage, FilterGrid), PictureError> {
+    let w = net.conv1_weight().to_kind(Kind::Float).contiguous();
+    let size = w.size();
+    let weights = Vec::<f32>::try_from(w.flatten(0, -1))
+        .map_err(|e| PictureError::Usage(format!("reading conv1: {e}")))?;
+    let grid = FilterGrid {
+        kernels: size[0] as usize,
+        side: size[2] as usize,
+        groups: 2,
+        columns,
+        scale,
+    };
+    Ok((filter_grid(&weights, &grid)?, grid))
 }
 
 #[cfg(test)]

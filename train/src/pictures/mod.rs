@@ -29,7 +29,7 @@ pub enum PictureError {
         /// The encoder's or the OS's error.
         source: image::ImageError,
     },
-    /// Renaming the finished file into place failed.
+    /// A file could not be read, or the finished picture not renamed into place.
     #[error("{path}: {source}")]
     Io {
         /// The file.

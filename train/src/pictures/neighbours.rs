@@ -89,7 +89,7 @@ fn for_each_features(
     device: Device,
     progress: bool,
     label: &str,
-    mut each: impl FnMut(&[usize], &Tensor),
+    mut each: impl FnMut(&[usize], &Tensor) -> Result<(), TrainError>,
 ) -> Result<(), TrainError> {
     let cfg = loader.config();
     let side = i64::from(cfg.crop);
@@ -107,7 +107,7 @@ fn for_each_features(
         let mut slots = padded.narrow(0, 0, n);
         slots.copy_(&host);
         let features = net.features_t(&padded, false).narrow(0, 0, n);
-        each(batch.indices(), &features);
+        each(batch.indices(), &features)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -144,30 +144,25 @@ pub fn nearest_neighbours(
 ) -> Result<Vec<Vec<Neighbour>>, TrainError> {
     let mut query_features = Vec::new();
     for_each_features(net, queries, device, false, "queries", |_, f| {
-        query_features.push(f.copy())
+        query_features.push(f.copy());
+        Ok(())
     })?;
     if query_features.is_empty() {
         return Ok(Vec::new());
     }
     let q = Tensor::cat(&query_features, 0);
     let mut nearest = Nearest::new(q.size()[0] as usize, k);
-    let mut failed = None;
     for_each_features(net, gallery, device, progress, "gallery", |indices, g| {
         let d = distances(&q, g).to_device(Device::Cpu);
-        match Vec::<f32>::try_from(d.flatten(0, -1)) {
-            Ok(values) => {
-                for (qi, row) in values.chunks_exact(indices.len()).enumerate() {
-                    for (&index, &distance) in indices.iter().zip(row) {
-                        nearest.offer(qi, Neighbour { index, distance });
-                    }
-                }
+        let values = Vec::<f32>::try_from(d.flatten(0, -1))
+            .map_err(|e| TrainError::Usage(format!("reading distances: {e}")))?;
+        for (qi, row) in values.chunks_exact(indices.len()).enumerate() {
+            for (&index, &distance) in indices.iter().zip(row) {
+                nearest.offer(qi, Neighbour { index, distance });
             }
-            Err(e) => failed = Some(e),
         }
+        Ok(())
     })?;
-    if let Some(e) = failed {
-        return Err(TrainError::Usage(format!("reading distances: {e}")));
-    }
     Ok(nearest.into_lists())
 }
 
