@@ -18,8 +18,7 @@ use crate::prep::{
     Inputs, RejectReason, ResizeCrop, Source,
 };
 use crate::shards::{
-    write_file_atomic, BuildInfo, Dataset, DatasetWriter, Manifest, Mode, StatsInfo,
-    MEAN_IMAGE_FILE,
+    BuildInfo, Dataset, DatasetWriter, Manifest, Mode, StatsInfo, MEAN_IMAGE_FILE,
 };
 use crate::stats::{Stats, StatsAccumulator};
 
@@ -421,11 +420,7 @@ impl Dispatch {
 }
 
 fn worker_threads(threads: Option<usize>) -> usize {
-    threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    })
+    crate::threads::worker_threads(threads.unwrap_or(0))
 }
 
 fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
@@ -618,7 +613,7 @@ pub fn recompute_stats(
     let mut manifest = dataset.manifest().clone();
     drop(dataset);
     let s = size as usize;
-    write_file_atomic(
+    crate::atomic_file::write(
         &dir.join(MEAN_IMAGE_FILE),
         &crate::shards::encode_npy_f32(&[s, s, 3], &stats.mean_image),
     )?;

@@ -181,8 +181,8 @@ mod imp {
     use crate::error::IoContext;
     use crate::prep::RejectReason;
     use crate::shards::{
-        sync_dir, tsv_path, BuildInfo, Dataset, DatasetWriter, Manifest, Mode, RecordRef,
-        StatsInfo, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, REJECTS_FILE,
+        tsv_path, BuildInfo, Dataset, DatasetWriter, Manifest, Mode, RecordRef, StatsInfo,
+        FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, REJECTS_FILE,
     };
     use crate::stats::{Stats, StatsAccumulator};
 
@@ -938,7 +938,7 @@ mod imp {
             fs::rename(&p, &self.out).at(&self.out)?;
             self.committed = true;
             if let Some(parent) = self.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+                crate::atomic_file::sync_dir(parent)?;
             }
             Ok(manifest)
         }

@@ -12,17 +12,21 @@
 //! - [`loader`] (§4.1): the multi-threaded engine that streams augmented batches.
 //! - [`h5`]: HDF5 datasets in both directions (`--features hdf5`).
 
+pub mod atomic_file;
 pub mod augment;
 pub mod build;
 pub mod error;
 pub mod h5;
 pub mod loader;
 pub mod prep;
+pub mod progress;
 pub mod sampler;
+pub mod seed;
 pub mod shards;
 pub mod stats;
 #[cfg(test)]
 mod test_pixels;
+pub mod threads;
 
 pub use build::{build, recompute_stats, BuildConfig, BuildSummary, OutputFormat};
 pub use error::{Error, Result};

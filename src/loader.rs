@@ -359,12 +359,7 @@ impl Loader {
     }
 
     fn threads(&self) -> usize {
-        match self.config.threads {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            n => n,
-        }
+        crate::threads::worker_threads(self.config.threads)
     }
 
     /// Starts the workers for the current epoch and returns its batches in order. The epoch owns

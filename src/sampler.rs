@@ -9,12 +9,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::augment::SampleParams;
 
-/// SplitMix64's finaliser: a bijective mix of 64 bits.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::seed::mix64 as mix;
 
 /// A generator for one purpose, keyed by (seed, epoch, stream).
 pub fn rng_for(seed: u64, epoch: u64, stream: u64) -> ChaCha8Rng {

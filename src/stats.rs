@@ -242,6 +242,52 @@ pub fn eigen_descending(m: &[[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
     (vals, vecs)
 }
 
+/// The statistics without the mean image: the one serialisable form, stored in `manifest.json`, in
+/// checkpoints and beside HDF5 images (the mean image, `size`×`size`×3 values, is stored apart).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatsSummary {
+    /// Number of images the statistics cover.
+    pub images: u64,
+    /// Per-channel mean (R, G, B), in levels.
+    pub channel_mean: [f64; 3],
+    /// Per-channel population standard deviation, in levels.
+    pub channel_std: [f64; 3],
+    /// 3×3 population covariance of RGB values, in levels².
+    pub covariance: [[f64; 3]; 3],
+    /// Covariance eigenvalues, descending, in levels².
+    pub eigvals: [f64; 3],
+    /// Unit eigenvectors as columns: `eigvecs[row][i]` is component `row` of eigenvector `i`.
+    pub eigvecs: [[f64; 3]; 3],
+}
+
+impl Stats {
+    /// Everything but the mean image.
+    pub fn summary(&self) -> StatsSummary {
+        StatsSummary {
+            images: self.images,
+            channel_mean: self.channel_mean,
+            channel_std: self.channel_std,
+            covariance: self.covariance,
+            eigvals: self.eigvals,
+            eigvecs: self.eigvecs,
+        }
+    }
+
+    /// Joins a summary with its `size`×`size`×3 mean image.
+    pub fn from_summary(summary: &StatsSummary, size: u32, mean_image: Vec<f32>) -> Stats {
+        Stats {
+            images: summary.images,
+            size,
+            mean_image,
+            channel_mean: summary.channel_mean,
+            channel_std: summary.channel_std,
+            covariance: summary.covariance,
+            eigvals: summary.eigvals,
+            eigvecs: summary.eigvecs,
+        }
+    }
+}
+
 /// The statistics of a set of `size`×`size` RGB images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stats {

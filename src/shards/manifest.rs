@@ -2,14 +2,13 @@
 //! dataset), plus the `.npy` files that hold array-valued statistics.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::format::Mode;
 use crate::error::{Error, IoContext, Result};
-use crate::stats::Stats;
+use crate::stats::{Stats, StatsSummary};
 
 /// Value of [`Manifest::format`].
 pub const FORMAT_NAME: &str = "alexpipe-dataset";
@@ -158,20 +157,11 @@ pub struct FileInfo {
 pub struct StatsInfo {
     /// Units of every value below.
     pub units: String,
-    /// Number of images the statistics cover.
-    pub images: u64,
     /// File holding the per-pixel mean image, `size`×`size`×3 float32 `.npy`, HWC RGB.
     pub mean_image: String,
-    /// Per-channel mean (R, G, B).
-    pub channel_mean: [f64; 3],
-    /// Per-channel population standard deviation.
-    pub channel_std: [f64; 3],
-    /// 3×3 population covariance of RGB values.
-    pub covariance: [[f64; 3]; 3],
-    /// Covariance eigenvalues, descending.
-    pub eigvals: [f64; 3],
-    /// Unit eigenvectors as columns: `eigvecs[row][i]` is component `row` of eigenvector `i`.
-    pub eigvecs: [[f64; 3]; 3],
+    /// The values.
+    #[serde(flatten)]
+    pub summary: StatsSummary,
 }
 
 /// Units string stored in [`StatsInfo::units`].
@@ -183,28 +173,14 @@ impl StatsInfo {
     pub fn from_stats(stats: &Stats) -> Self {
         StatsInfo {
             units: STATS_UNITS.into(),
-            images: stats.images,
             mean_image: MEAN_IMAGE_FILE.into(),
-            channel_mean: stats.channel_mean,
-            channel_std: stats.channel_std,
-            covariance: stats.covariance,
-            eigvals: stats.eigvals,
-            eigvecs: stats.eigvecs,
+            summary: stats.summary(),
         }
     }
 
     /// Joins the scalars with the mean image back into [`Stats`].
     pub fn to_stats(&self, size: u32, mean_image: Vec<f32>) -> Stats {
-        Stats {
-            images: self.images,
-            size,
-            mean_image,
-            channel_mean: self.channel_mean,
-            channel_std: self.channel_std,
-            covariance: self.covariance,
-            eigvals: self.eigvals,
-            eigvecs: self.eigvecs,
-        }
+        Stats::from_summary(&self.summary, size, mean_image)
     }
 }
 
@@ -296,23 +272,8 @@ impl Manifest {
 
     /// Writes `dir/manifest.json` atomically (temporary file, fsync, rename, fsync of the directory).
     pub fn write_atomic(&self, dir: &Path) -> Result<()> {
-        write_file_atomic(&dir.join(MANIFEST_FILE), &seal_manifest(self)?)
+        crate::atomic_file::write(&dir.join(MANIFEST_FILE), &seal_manifest(self)?)
     }
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename, then syncs the directory.
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).at(&tmp)?;
-    f.write_all(bytes).at(&tmp)?;
-    f.sync_all().at(&tmp)?;
-    fs::rename(&tmp, path).at(path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-/// fsyncs a directory so that renames and creations in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 /// Size and CRC-32C of a file.

@@ -11,9 +11,9 @@ pub use format::{
     SHARD_MAGIC, SHARD_VERSION,
 };
 pub use manifest::{
-    decode_npy_f32, encode_npy_f32, file_info, seal_manifest, sync_dir, write_file_atomic,
-    BuildInfo, FileInfo, Manifest, ShardInfo, StatsInfo, CHECKSUM_KEY, FORMAT_NAME, FORMAT_VERSION,
-    INDEX_FILE, MANIFEST_FILE, MAX_SIZE, MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
+    decode_npy_f32, encode_npy_f32, file_info, seal_manifest, BuildInfo, FileInfo, Manifest,
+    ShardInfo, StatsInfo, CHECKSUM_KEY, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE,
+    MAX_SIZE, MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
 };
 pub use reader::{Dataset, Record, RecordRef};
 pub use writer::{check_output_dir, tsv_path, DatasetWriter, ShardWriter};

@@ -15,10 +15,10 @@ use super::format::{
     align_up, Entry, Mode, ShardHeader, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, RECORD_ALIGN,
 };
 use super::manifest::{
-    encode_npy_f32, file_info, sync_dir, write_file_atomic, BuildInfo, Manifest, ShardInfo,
-    StatsInfo, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE,
-    REJECTS_FILE,
+    encode_npy_f32, file_info, BuildInfo, Manifest, ShardInfo, StatsInfo, FORMAT_NAME,
+    FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
 };
+use crate::atomic_file::sync_dir;
 use crate::error::{Error, IoContext, Result};
 use crate::prep::RejectReason;
 use crate::stats::Stats;
@@ -416,7 +416,7 @@ impl DatasetWriter {
         }
         let s = self.size as usize;
         let npy = encode_npy_f32(&[s, s, 3], &stats.mean_image);
-        write_file_atomic(&self.partial.join(MEAN_IMAGE_FILE), &npy)?;
+        crate::atomic_file::write(&self.partial.join(MEAN_IMAGE_FILE), &npy)?;
         let files = [INDEX_FILE, REJECTS_FILE, MEAN_IMAGE_FILE]
             .iter()
             .map(|f| file_info(&self.partial, f))
