@@ -22,8 +22,9 @@ use std::time::Instant;
 mod common;
 use common::{arg, root};
 
-use alexpipe::h5::shards_to_hdf5;
-use alexpipe::shards::{BuildInfo, DatasetWriter};
+use alexpipe::hdf5::shards_to_hdf5;
+use alexpipe::shards::DatasetWriter;
+use alexpipe::source::BuildInfo;
 use alexpipe::stats::StatsAccumulator;
 use alexpipe::{Dataset, Layout, Loader, LoaderConfig, Mode};
 

@@ -17,9 +17,9 @@ use crate::prep::{
     decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes, DecodeOptions,
     Inputs, RejectReason, ResizeCrop, Source,
 };
-use crate::shards::{
-    BuildInfo, Dataset, DatasetWriter, Manifest, Mode, StatsInfo, MEAN_IMAGE_FILE,
-};
+use crate::shards::{DatasetWriter, ShardSource, StatsInfo, MEAN_IMAGE_FILE};
+use crate::sink::DatasetSink;
+use crate::source::{BuildInfo, DatasetInfo, Mode, RecordSource};
 use crate::stats::{Stats, StatsAccumulator};
 
 /// What `build` writes.
@@ -32,47 +32,31 @@ pub enum OutputFormat {
     Hdf5,
 }
 
-/// The output of a build: a shard directory or an HDF5 file. (One per build: its size is moot.)
-#[allow(clippy::large_enum_variant)]
-enum Sink {
-    Shards(DatasetWriter),
-    Hdf5(crate::h5::H5Writer),
+/// The sink a build writes into: the one place the output format is chosen.
+fn create_sink(cfg: &BuildConfig, classes: Vec<String>) -> Result<Box<dyn DatasetSink>> {
+    Ok(match cfg.format {
+        OutputFormat::Shards => Box::new(DatasetWriter::create(
+            &cfg.out,
+            cfg.mode,
+            cfg.size,
+            cfg.shard_size,
+            classes,
+        )?),
+        OutputFormat::Hdf5 => crate::hdf5::create_sink(&cfg.out, cfg.size, classes)?,
+    })
 }
 
-impl Sink {
-    fn create(cfg: &BuildConfig, classes: Vec<String>) -> Result<Sink> {
-        Ok(match cfg.format {
-            OutputFormat::Shards => Sink::Shards(DatasetWriter::create(
-                &cfg.out,
-                cfg.mode,
-                cfg.size,
-                cfg.shard_size,
-                classes,
-            )?),
-            OutputFormat::Hdf5 => {
-                Sink::Hdf5(crate::h5::H5Writer::create(&cfg.out, cfg.size, classes)?)
-            }
-        })
-    }
+impl std::str::FromStr for OutputFormat {
+    type Err = Error;
 
-    fn push(&mut self, label: u32, rel: &Path, bytes: &[u8]) -> Result<u64> {
-        match self {
-            Sink::Shards(w) => w.push(label, rel, bytes),
-            Sink::Hdf5(w) => w.push(label, rel, bytes),
-        }
-    }
-
-    fn reject(&mut self, rel: &Path, reason: &RejectReason) -> Result<()> {
-        match self {
-            Sink::Shards(w) => w.reject(rel, reason),
-            Sink::Hdf5(w) => w.reject(rel, reason),
-        }
-    }
-
-    fn commit(self, stats: &Stats, build: BuildInfo) -> Result<Manifest> {
-        match self {
-            Sink::Shards(w) => w.commit(stats, build),
-            Sink::Hdf5(w) => w.commit(stats, build),
+    /// `"shards"` or `"hdf5"`.
+    fn from_str(s: &str) -> Result<OutputFormat> {
+        match s {
+            "shards" => Ok(OutputFormat::Shards),
+            "hdf5" => Ok(OutputFormat::Hdf5),
+            other => Err(Error::Usage(format!(
+                "unknown output format {other:?}: use shards or hdf5"
+            ))),
         }
     }
 }
@@ -165,8 +149,8 @@ impl BuildConfig {
 pub struct BuildSummary {
     /// The dataset directory.
     pub out: PathBuf,
-    /// The manifest written.
-    pub manifest: Manifest,
+    /// What the dataset written holds.
+    pub info: DatasetInfo,
     /// Input files considered.
     pub inputs: u64,
     /// Inputs that did not become records, with the reason, in input order.
@@ -429,7 +413,7 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
         b = b.num_threads(n);
     }
     b.build()
-        .map_err(|e| Error::Usage(format!("cannot start worker threads: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))
 }
 
 /// Builds the dataset described by `cfg`. `progress` is called once per input processed, from the
@@ -451,7 +435,7 @@ pub fn build_inputs(
 ) -> Result<BuildSummary> {
     cfg.validate()?;
     let threads = worker_threads(cfg.threads);
-    let mut writer = Sink::create(cfg, inputs.classes.clone())?;
+    let mut writer = create_sink(cfg, inputs.classes.clone())?;
     let sources = &inputs.sources;
     let dispatch = Dispatch {
         next: AtomicUsize::new(0),
@@ -527,9 +511,9 @@ pub fn build_inputs(
     for part in parts {
         match part {
             Ok(Ok(stats)) => acc.merge(&stats),
-            Ok(Err(_)) => return Err(Error::Usage("a build worker thread panicked".into())),
+            Ok(Err(panic)) => return Err(Error::from_panic("a build worker", panic.as_ref())),
             Err(e) => {
-                return Err(Error::Usage(format!(
+                return Err(Error::Internal(format!(
                     "cannot start a build worker thread: {e}"
                 )))
             }
@@ -564,10 +548,10 @@ pub fn build_inputs(
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    let manifest = writer.commit(&stats, build)?;
+    let info = writer.commit(&stats, build)?;
     Ok(BuildSummary {
         out: cfg.out.clone(),
-        manifest,
+        info,
         inputs: sources.len() as u64,
         rejects,
         threads,
@@ -582,12 +566,12 @@ pub fn recompute_stats(
     threads: Option<usize>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Stats> {
-    let dataset = Dataset::open_without_stats(dir)?;
+    let (dataset, _) = ShardSource::open(dir, false)?;
     let pool = thread_pool(threads)?;
-    let size = dataset.size();
+    let size = dataset.info().size;
     let n = size as usize * size as usize * 3;
     let acc = pool.install(|| {
-        (0..dataset.len())
+        (0..dataset.info().num_records as usize)
             .into_par_iter()
             .try_fold(
                 || (StatsAccumulator::new(size), ResizeCrop::new(), vec![0u8; n]),

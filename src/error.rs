@@ -1,4 +1,8 @@
-//! The library's error type. Every variant names the file it is about and, where one exists, the fix.
+//! The library's errors, by kind (after image-rs's `ImageError`): what a caller would handle
+//! differently is a variant of its own. Every variant names the file (or dataset) it is about and,
+//! where one exists, the fix. Bindings map kinds, not messages: the Python package raises
+//! `ValueError` for [`Error::Usage`], `IndexError` for [`Error::OutOfRange`], `OSError` subclasses
+//! for [`Error::Io`], and `alexpipe.AlexpipeError` subclasses for the rest.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,7 +18,8 @@ pub enum Error {
         /// What the operating system said.
         source: io::Error,
     },
-    /// A dataset file (manifest, shard, statistics) is not what the format says it must be.
+    /// A dataset file (manifest, shard header, statistics, HDF5 layout) is not what its format
+    /// says it must be: not ours, from another version, or inconsistent.
     #[error("{path}: {msg}")]
     Format {
         /// The offending file.
@@ -22,9 +27,31 @@ pub enum Error {
         /// What is wrong with it and what to do.
         msg: String,
     },
+    /// Bytes that fail their checksum, or a file that changed or shrank under an open dataset:
+    /// the data is damaged, and no pixel of it was served.
+    #[error("{path}: {msg}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Which record or region, and what to do.
+        msg: String,
+    },
     /// Bad arguments or input layout: the message says what is wrong and how to fix it.
     #[error("{0}")]
     Usage(String),
+    /// A record index past the end of a dataset.
+    #[error("record {index} is out of range: {} has {len} records", location.display())]
+    OutOfRange {
+        /// The index asked for.
+        index: u64,
+        /// How many records there are.
+        len: u64,
+        /// The dataset.
+        location: PathBuf,
+    },
+    /// A capability this build of alexpipe lacks (a cargo feature that was off).
+    #[error("{0}")]
+    Unsupported(String),
     /// `--strict` build: an input image could not be used.
     #[error(
         "{path}: {reason} (run without --strict to skip such files and list them in rejects.tsv)"
@@ -35,6 +62,10 @@ pub enum Error {
         /// Why it was rejected.
         reason: crate::prep::RejectReason,
     },
+    /// A failure inside alexpipe, not caused by the input: a worker thread that panicked or could
+    /// not start, or a worker that stopped without a word. Please report it.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Result with the library's [`Error`].
@@ -55,6 +86,24 @@ impl Error {
             path: path.as_ref().to_path_buf(),
             msg: msg.into(),
         }
+    }
+
+    /// A corruption error on `path`.
+    pub fn corrupt(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    /// The message of a panic payload, for [`Error::Internal`].
+    pub(crate) fn from_panic(what: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Error::Internal(format!("{what} panicked: {msg}"))
     }
 }
 
@@ -107,6 +156,20 @@ mod tests {
         assert_eq!(
             chain_message(&wrapped),
             "reading the dataset: /data/y: Permission denied"
+        );
+    }
+
+    #[test]
+    fn a_panic_payload_becomes_an_internal_error_with_its_message() {
+        let owned: Box<dyn std::any::Any + Send> = Box::new(String::from("index 9 out of range"));
+        let e = Error::from_panic("a loader worker", owned.as_ref());
+        assert!(
+            matches!(&e, Error::Internal(m) if m == "a loader worker panicked: index 9 out of range")
+        );
+        let text: Box<dyn std::any::Any + Send> = Box::new("boom");
+        assert_eq!(
+            Error::from_panic("a build worker", text.as_ref()).to_string(),
+            "internal error: a build worker panicked: boom"
         );
     }
 }

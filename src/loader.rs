@@ -19,10 +19,10 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvErr
 use crate::augment::{
     five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, Normalize, SampleParams,
 };
+use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
 use crate::sampler::{train_params, Sampler};
-use crate::shards::Dataset;
 use crate::stats::Stats;
 
 /// Memory layout of a batch's images.
@@ -41,6 +41,36 @@ pub enum MeanMode {
     Image,
     /// Per-channel mean, then division by the per-channel standard deviation.
     Channel,
+}
+
+impl std::str::FromStr for Layout {
+    type Err = Error;
+
+    /// `"f32_nchw"` or `"u8_nhwc"`.
+    fn from_str(s: &str) -> Result<Layout> {
+        match s {
+            "f32_nchw" => Ok(Layout::F32Nchw),
+            "u8_nhwc" => Ok(Layout::U8Nhwc),
+            other => Err(Error::Usage(format!(
+                "layout {other:?}: use \"f32_nchw\" or \"u8_nhwc\""
+            ))),
+        }
+    }
+}
+
+impl std::str::FromStr for MeanMode {
+    type Err = Error;
+
+    /// `"image"` (the paper's mean image) or `"channel"` (channel mean and std).
+    fn from_str(s: &str) -> Result<MeanMode> {
+        match s {
+            "image" => Ok(MeanMode::Image),
+            "channel" => Ok(MeanMode::Channel),
+            other => Err(Error::Usage(format!(
+                "mean {other:?}: use \"image\" (subtract the mean image, paper §2) or \"channel\" (channel mean and std)"
+            ))),
+        }
+    }
 }
 
 /// Principal axes of RGB pixel values for PCA lighting, and the standard deviation along each (in
@@ -400,7 +430,7 @@ impl Loader {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     let (tx, rx) = bounded(1);
-                    let _ = tx.send(Err(Error::Usage(format!(
+                    let _ = tx.send(Err(Error::Internal(format!(
                         "cannot start a loader thread: {e}"
                     ))));
                     receivers[w] = rx;
@@ -447,10 +477,11 @@ fn worker(
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             job.build(k, bufs, &mut scratch)
         }))
-        .unwrap_or_else(|_| {
-            Err(Error::Usage(format!(
-                "internal error: the worker building batch {k} panicked"
-            )))
+        .unwrap_or_else(|panic| {
+            Err(Error::from_panic(
+                &format!("the loader worker building batch {k}"),
+                panic.as_ref(),
+            ))
         });
         let result = built.map(|(shape, bufs)| Batch {
             index: k,
@@ -616,10 +647,9 @@ impl Epoch {
                 Ok(batch)
             }
             Ok(Err(e)) => Err(e),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Usage(format!(
-                "loader worker for batch {} stopped unexpectedly",
-                self.next
-            ))),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Internal(
+                format!("loader worker for batch {} stopped unexpectedly", self.next),
+            )),
         };
         self.next += 1;
         Next::Batch(result)

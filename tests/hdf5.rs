@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alexpipe::h5::{hdf5_to_shards, shards_to_hdf5, ConvertOptions};
+use alexpipe::hdf5::{hdf5_to_shards, shards_to_hdf5, ConvertOptions};
 use alexpipe::prep::ResizeCrop;
 use alexpipe::{build, BuildConfig, Dataset, H5Keys, Layout, Loader, LoaderConfig, OutputFormat};
 use ndarray::{ArrayView1, ArrayView4};
@@ -84,11 +84,14 @@ fn build_to_hdf5_matches_the_shard_build() {
     let tmp = tempfile::tempdir().expect("tmp");
     let shards = build_as(&tmp.path().join("sh"), OutputFormat::Shards);
     let h5 = build_as(&tmp.path().join("d.h5"), OutputFormat::Hdf5);
-    assert_eq!(h5.manifest.num_records, shards.manifest.num_records);
-    assert_eq!(h5.manifest.rejected, 1);
+    assert_eq!(h5.info.num_records, shards.info.num_records);
+    assert_eq!(h5.info.rejected, 1);
     let a = Dataset::open(tmp.path().join("sh")).expect("shards");
     let b = Dataset::open(tmp.path().join("d.h5")).expect("hdf5");
-    assert!(b.is_hdf5() && !a.is_hdf5());
+    assert_eq!(
+        (b.info().format.as_str(), a.info().format.as_str()),
+        ("hdf5", "shards")
+    );
     assert_eq!(b.size(), S as u32);
     assert_eq!(b.classes(), a.classes());
     assert_eq!(labels(&b), labels(&a));

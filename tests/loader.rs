@@ -291,7 +291,7 @@ fn jpeg_and_original_shards_feed_the_loader() {
 fn a_corrupt_record_is_an_error_naming_shard_and_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = dataset(dir.path(), Mode::Raw);
-    let shard = ds.dir().join("shard-00001.bin");
+    let shard = ds.location().join("shard-00001.bin");
     drop(ds);
     let mut bytes = std::fs::read(&shard).expect("read");
     let last = bytes.len() - 10;

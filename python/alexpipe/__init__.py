@@ -13,15 +13,42 @@ takes numpy arrays::
 
 The images array views the engine's batch buffer without a copy; the buffer goes back to the
 engine when the array is garbage-collected (keep a reference, or ``.copy()``, to hold a batch
-longer). Errors raise ``AlexpipeError`` (or ``ValueError`` for bad arguments) naming the shard and
-record. ``alexpipe.torch`` yields torch tensors.
+longer). Errors name the file (shard, record) and the fix, and come by kind: ``ValueError`` for bad
+arguments, ``IndexError`` for a record out of range, ``OSError`` (``FileNotFoundError``, …) for the
+operating system's errors, and ``AlexpipeError`` for the rest, with subclasses to catch apart:
+``DatasetFormatError`` (not a dataset, another version), ``CorruptDataError`` (a checksum failed:
+rebuild), ``RejectedInputError`` (``strict=True`` builds), ``UnsupportedError`` (a feature this
+build lacks) and ``InternalError`` (a bug: please report it). ``alexpipe.torch`` yields torch
+tensors.
 
 HDF5 (package built with the ``hdf5`` feature): ``Dataset("file.h5")`` or
 ``Dataset("file.h5", images_key=..., labels_key=...)`` reads any N×S×S×3 uint8 image dataset with its
 labels, ``build_shards(..., format="hdf5")`` writes one, ``convert(input, out)`` goes either way.
 """
 
-from ._alexpipe import AlexpipeError, Dataset, Loader, build_shards, convert
+from ._alexpipe import (
+    AlexpipeError,
+    CorruptDataError,
+    Dataset,
+    DatasetFormatError,
+    InternalError,
+    Loader,
+    RejectedInputError,
+    UnsupportedError,
+    build_shards,
+    convert,
+)
 
-__all__ = ["AlexpipeError", "Dataset", "Loader", "build_shards", "convert"]
+__all__ = [
+    "AlexpipeError",
+    "CorruptDataError",
+    "Dataset",
+    "DatasetFormatError",
+    "InternalError",
+    "Loader",
+    "RejectedInputError",
+    "UnsupportedError",
+    "build_shards",
+    "convert",
+]
 __version__ = "0.1.0"

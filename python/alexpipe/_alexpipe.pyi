@@ -11,6 +11,21 @@ _Path = Union[str, PathLike[str]]
 class AlexpipeError(RuntimeError):
     """A dataset or build error; the message names the file (and record) and the fix."""
 
+class DatasetFormatError(AlexpipeError):
+    """A dataset file is not what its format says (not a dataset, another version, inconsistent)."""
+
+class CorruptDataError(AlexpipeError):
+    """Bytes that fail their checksum, or a file that changed under an open dataset: rebuild it."""
+
+class RejectedInputError(AlexpipeError):
+    """strict=True build: an input image could not be used."""
+
+class UnsupportedError(AlexpipeError):
+    """A capability this build of alexpipe lacks (e.g. HDF5 without the `hdf5` feature)."""
+
+class InternalError(AlexpipeError):
+    """A failure inside alexpipe (a worker thread that panicked or could not start): please report it."""
+
 def build_shards(
     input: _Path,
     out: _Path,

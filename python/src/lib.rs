@@ -10,7 +10,9 @@ use std::time::Duration;
 use alexpipe::{Eigenbasis, Layout, MeanMode, Mode, Next};
 use numpy::ndarray::{ArrayView, Ix4};
 use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
-use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyIndexError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -20,23 +22,60 @@ pyo3::create_exception!(
     PyRuntimeError,
     "A dataset or build error; the message names the file (and record) and the fix."
 );
+pyo3::create_exception!(
+    _alexpipe,
+    DatasetFormatError,
+    AlexpipeError,
+    "A dataset file is not what its format says (not a dataset, another version, inconsistent)."
+);
+pyo3::create_exception!(
+    _alexpipe,
+    CorruptDataError,
+    AlexpipeError,
+    "Bytes that fail their checksum, or a file that changed under an open dataset: rebuild it."
+);
+pyo3::create_exception!(
+    _alexpipe,
+    RejectedInputError,
+    AlexpipeError,
+    "strict=True build: an input image could not be used."
+);
+pyo3::create_exception!(
+    _alexpipe,
+    UnsupportedError,
+    AlexpipeError,
+    "A capability this build of alexpipe lacks (e.g. HDF5 without the `hdf5` feature)."
+);
+pyo3::create_exception!(
+    _alexpipe,
+    InternalError,
+    AlexpipeError,
+    "A failure inside alexpipe (a worker thread that panicked or could not start): please report it."
+);
 
+/// The Python exception for each kind of library error (the kinds, never the messages, decide).
 fn to_py(e: alexpipe::Error) -> PyErr {
+    use alexpipe::Error;
+    let text = e.to_string();
     match e {
-        alexpipe::Error::Usage(m) => PyValueError::new_err(m),
-        other => AlexpipeError::new_err(other.to_string()),
+        Error::Usage(m) => PyValueError::new_err(m),
+        Error::OutOfRange { .. } => PyIndexError::new_err(text),
+        Error::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(text),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(text),
+            _ => PyOSError::new_err(text),
+        },
+        Error::Format { .. } => DatasetFormatError::new_err(text),
+        Error::Corrupt { .. } => CorruptDataError::new_err(text),
+        Error::Rejected { .. } => RejectedInputError::new_err(text),
+        Error::Unsupported(_) => UnsupportedError::new_err(text),
+        Error::Internal(_) => InternalError::new_err(text),
     }
 }
 
-fn parse_mode(mode: &str) -> PyResult<Mode> {
-    match mode {
-        "raw" => Ok(Mode::Raw),
-        "jpeg" => Ok(Mode::Jpeg),
-        "original" => Ok(Mode::Original),
-        other => Err(PyValueError::new_err(format!(
-            "mode {other:?}: use \"raw\", \"jpeg\" or \"original\""
-        ))),
-    }
+/// A library enum from its name, as the library parses it (one definition, no mirror here).
+fn parse<T: std::str::FromStr<Err = alexpipe::Error>>(name: &str) -> PyResult<T> {
+    name.parse().map_err(to_py)
 }
 
 /// Builds an alexpipe dataset (paper §2: short side to `size`, centre crop, statistics) from an
@@ -61,17 +100,9 @@ fn build_shards<'py>(
     format: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut cfg = alexpipe::BuildConfig::new(input, out);
-    cfg.format = match format {
-        "shards" => alexpipe::OutputFormat::Shards,
-        "hdf5" => alexpipe::OutputFormat::Hdf5,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "format {other:?}: use \"shards\" or \"hdf5\""
-            )))
-        }
-    };
+    cfg.format = parse(format)?;
     cfg.size = size;
-    cfg.mode = parse_mode(mode)?;
+    cfg.mode = parse::<Mode>(mode)?;
     cfg.threads = threads;
     cfg.strict = strict;
     cfg.quality = quality;
@@ -80,14 +111,9 @@ fn build_shards<'py>(
     cfg.root = root;
     let summary = py
         .detach(|| {
-            let bar = if progress {
-                indicatif::ProgressBar::new(0)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
             let start = std::time::Instant::now();
             let (inputs, kind) = alexpipe::build::discover(&cfg)?;
-            bar.set_length(inputs.sources.len() as u64);
+            let bar = alexpipe::progress::bar(inputs.sources.len() as u64, "images", progress);
             let r = alexpipe::build::build_inputs(&cfg, inputs, kind, start, &|n| bar.inc(n));
             bar.finish_and_clear();
             r
@@ -96,16 +122,16 @@ fn build_shards<'py>(
     let d = PyDict::new(py);
     d.set_item("out", summary.out.display().to_string())?;
     d.set_item("inputs", summary.inputs)?;
-    d.set_item("records", summary.manifest.num_records)?;
-    d.set_item("rejected", summary.manifest.rejected)?;
+    d.set_item("records", summary.info.num_records)?;
+    d.set_item("rejected", summary.info.rejected)?;
     let rejects: Vec<(String, &str, String)> = summary
         .rejects
         .iter()
         .map(|(p, r)| (p.display().to_string(), r.kind(), r.detail()))
         .collect();
     d.set_item("rejects", rejects)?;
-    d.set_item("classes", summary.manifest.classes.clone())?;
-    d.set_item("class_counts", summary.manifest.class_counts.clone())?;
+    d.set_item("classes", summary.info.classes.clone())?;
+    d.set_item("class_counts", summary.info.class_counts.clone())?;
     d.set_item("threads", summary.threads)?;
     d.set_item("elapsed_secs", summary.elapsed_secs)?;
     Ok(d)
@@ -124,7 +150,7 @@ fn convert(
     labels_key: &str,
     shard_size: u64,
 ) -> PyResult<u64> {
-    let opts = alexpipe::h5::ConvertOptions {
+    let opts = alexpipe::hdf5::ConvertOptions {
         keys: alexpipe::H5Keys {
             images: images_key.into(),
             labels: labels_key.into(),
@@ -132,10 +158,10 @@ fn convert(
         shard_size: shard_size.max(1),
     };
     py.detach(|| {
-        if alexpipe::h5::is_hdf5_file(&input) {
-            alexpipe::h5::hdf5_to_shards(&input, &out, &opts, &|_| {})
+        if alexpipe::hdf5::is_hdf5_file(&input) {
+            alexpipe::hdf5::hdf5_to_shards(&input, &out, &opts, &|_| {})
         } else {
-            alexpipe::h5::shards_to_hdf5(&input, &out, &|_| {})
+            alexpipe::hdf5::shards_to_hdf5(&input, &out, &|_| {})
         }
     })
     .map(|m| m.num_records)
@@ -225,7 +251,7 @@ impl Dataset {
     /// True when the records come from an HDF5 file.
     #[getter]
     fn is_hdf5(&self) -> bool {
-        self.inner.is_hdf5()
+        self.inner.info().format == "hdf5"
     }
 
     /// Side length of the stored images.
@@ -237,7 +263,7 @@ impl Dataset {
     /// The dataset directory (or HDF5 file).
     #[getter]
     fn path(&self) -> String {
-        self.inner.dir().display().to_string()
+        self.inner.location().display().to_string()
     }
 
     /// Per-pixel mean image, float32 (size, size, 3), u8 levels (paper §2).
@@ -288,7 +314,7 @@ impl Dataset {
     fn __repr__(&self) -> String {
         format!(
             "alexpipe.Dataset({:?}, {} records, {} classes, mode={}, size={})",
-            self.inner.dir().display().to_string(),
+            self.inner.location().display().to_string(),
             self.inner.len(),
             self.inner.classes().len(),
             self.inner.mode().name(),
@@ -366,24 +392,8 @@ impl Loader {
         debug: bool,
     ) -> PyResult<Self> {
         let dataset = dataset_of(py, source)?;
-        let layout = match layout {
-            "f32_nchw" => Layout::F32Nchw,
-            "u8_nhwc" => Layout::U8Nhwc,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "layout {other:?}: use \"f32_nchw\" or \"u8_nhwc\""
-                )))
-            }
-        };
-        let mean = match mean {
-            "image" => MeanMode::Image,
-            "channel" => MeanMode::Channel,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "mean {other:?}: use \"image\" or \"channel\""
-                )))
-            }
-        };
+        let layout: Layout = parse(layout)?;
+        let mean: MeanMode = parse(mean)?;
         let eigenbasis = match (eigvecs, axis_std) {
             (Some(eigvecs), Some(axis_std)) => Some(Eigenbasis { eigvecs, axis_std }),
             (None, None) => None,
@@ -577,5 +587,16 @@ fn _alexpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loader>()?;
     m.add_class::<LoaderIter>()?;
     m.add("AlexpipeError", m.py().get_type::<AlexpipeError>())?;
+    m.add(
+        "DatasetFormatError",
+        m.py().get_type::<DatasetFormatError>(),
+    )?;
+    m.add("CorruptDataError", m.py().get_type::<CorruptDataError>())?;
+    m.add(
+        "RejectedInputError",
+        m.py().get_type::<RejectedInputError>(),
+    )?;
+    m.add("UnsupportedError", m.py().get_type::<UnsupportedError>())?;
+    m.add("InternalError", m.py().get_type::<InternalError>())?;
     Ok(())
 }

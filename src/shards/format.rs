@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::source::Mode;
 
 /// First 8 bytes of every shard.
 pub const SHARD_MAGIC: &[u8; 8] = b"ALXSHARD";
@@ -23,19 +24,6 @@ pub const ENTRY_LEN: usize = 32;
 pub const DATA_ALIGN: u64 = 4096;
 /// Alignment of each raw-mode record.
 pub const RECORD_ALIGN: u64 = 64;
-
-/// What a record holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// `size × size × 3` u8 pixels, HWC RGB: directly indexable, zero-copy.
-    Raw,
-    /// The resized and cropped `size × size` image re-encoded as JPEG.
-    Jpeg,
-    /// The source file's bytes, untouched (they decoded at build time); the reader does §2's
-    /// decode, short-side resize and centre crop.
-    Original,
-}
 
 impl Mode {
     /// Numeric code stored in shard headers.
@@ -54,15 +42,6 @@ impl Mode {
             1 => Some(Mode::Jpeg),
             2 => Some(Mode::Original),
             _ => None,
-        }
-    }
-
-    /// Lowercase name, as in the manifest and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Raw => "raw",
-            Mode::Jpeg => "jpeg",
-            Mode::Original => "original",
         }
     }
 }

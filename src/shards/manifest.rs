@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::format::Mode;
 use crate::error::{Error, IoContext, Result};
+use crate::source::{BuildInfo, DatasetInfo, Mode};
 use crate::stats::{Stats, StatsSummary};
 
 /// Value of [`Manifest::format`].
@@ -184,30 +184,22 @@ impl StatsInfo {
     }
 }
 
-/// Build parameters, for provenance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuildInfo {
-    /// `alexpipe <version>`.
-    pub tool: String,
-    /// The INPUT argument as given.
-    pub input: String,
-    /// `"folder"` or `"list"`.
-    pub input_kind: String,
-    /// JPEG quality in `jpeg` mode.
-    pub quality: Option<u8>,
-    /// Whether JPEGs were decoded at reduced DCT scale.
-    pub draft: bool,
-    /// Records per shard.
-    pub shard_size: u64,
-    /// The decompression-bomb guard in pixels.
-    pub max_pixels: u64,
-    /// The resize filter.
-    pub resize: String,
-    /// Seconds since the Unix epoch when the build finished.
-    pub created_unix: u64,
-}
-
 impl Manifest {
+    /// What the dataset holds, format-neutral; the statistics' summary when `with_stats`.
+    pub fn dataset_info(&self, with_stats: bool) -> DatasetInfo {
+        DatasetInfo {
+            format: "shards".into(),
+            mode: self.mode,
+            size: self.size,
+            num_records: self.num_records,
+            classes: self.classes.clone(),
+            class_counts: self.class_counts.clone(),
+            rejected: self.rejected,
+            stats: with_stats.then(|| self.stats.summary.clone()),
+            build: self.build.clone(),
+        }
+    }
+
     /// Reads and checks `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);

@@ -4,17 +4,19 @@
 //! buffer and their CRC-32C checked on *every* read, before any byte is used: a shard that is
 //! truncated, overwritten or failing while a loader has it open gives an error naming the file —
 //! never SIGBUS, never pixels other than those the record table vouches for
-//! (`docs/RELIABILITY.md`). [`Dataset::verify`] checks every byte of every file.
+//! (`docs/RELIABILITY.md`). [`ShardSource::verify`] checks every byte of every file. This is the
+//! shard implementation of the [`RecordSource`] seam.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use std::cell::RefCell;
 
-use super::format::{Entry, Mode, ShardHeader, ENTRY_LEN, HEADER_LEN};
+use super::format::{Entry, ShardHeader, ENTRY_LEN, HEADER_LEN};
 use super::manifest::{decode_npy_f32, Manifest};
 use crate::error::{Error, IoContext, Result};
 use crate::prep::{decode_rgb, DecodeOptions, ResizeCrop};
+use crate::source::{DatasetInfo, Mode, RecordSource};
 use crate::stats::Stats;
 
 struct Shard {
@@ -34,7 +36,7 @@ impl Shard {
         read_exact_at(&self.file, out, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 let now = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-                Error::format(
+                Error::corrupt(
                     &self.path,
                     format!(
                         "{what} ends at byte {}, but the file is now {now} bytes (it was {} when the dataset was opened): it was truncated or overwritten while in use — rebuild the dataset, and never modify a dataset that a loader has open",
@@ -49,74 +51,21 @@ impl Shard {
     }
 }
 
-/// A record as stored, read from its shard and checksum-verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Class index.
-    pub label: u32,
-    /// Raw pixels (raw mode), JPEG bytes (jpeg mode) or the source file (original mode).
-    pub bytes: Vec<u8>,
-}
-
-/// An HDF5 image borrowed from the file's memory map, checksum-verified (see `docs/HDF5.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordRef<'a> {
-    /// Class index.
-    pub label: u32,
-    /// The image's `size`×`size`×3 pixels.
-    pub bytes: &'a [u8],
-}
-
-/// An opened alexpipe dataset directory.
-pub struct Dataset {
+/// The records of an opened shard dataset directory.
+pub struct ShardSource {
     dir: PathBuf,
     manifest: Manifest,
+    info: DatasetInfo,
     shards: Vec<Shard>,
     /// `shard_starts[k]` is the index of shard k's first record.
     shard_starts: Vec<u64>,
-    /// `None` only when opened with [`Dataset::open_without_stats`].
-    stats: Option<Stats>,
-    /// The records of an HDF5 file ([`Dataset::open_hdf5`]); `None` for shards.
-    h5: Option<crate::h5::H5Records>,
 }
 
-impl Dataset {
-    /// Opens and validates the dataset at `dir`, statistics included. A file with an HDF5 signature
-    /// opens as [`Dataset::open_hdf5`] with the default keys.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Dataset> {
-        if crate::h5::is_hdf5_file(dir.as_ref()) {
-            return Self::open_hdf5(dir, &crate::h5::H5Keys::default());
-        }
-        Self::open_inner(dir.as_ref(), true)
-    }
-
-    /// Opens an HDF5 file holding an N×S×S×3 uint8 image dataset and an N-long integer label
-    /// dataset named by `keys` (statistics read from the file, or computed when it has none).
-    /// Needs the `hdf5` feature.
-    pub fn open_hdf5(path: impl AsRef<Path>, keys: &crate::h5::H5Keys) -> Result<Dataset> {
-        let path = path.as_ref();
-        let (records, manifest, stats) = crate::h5::H5Records::open(path, keys)?;
-        Ok(Dataset {
-            dir: path.to_path_buf(),
-            manifest,
-            shards: Vec::new(),
-            shard_starts: Vec::new(),
-            stats: Some(stats),
-            h5: Some(records),
-        })
-    }
-
-    /// True when the records come from an HDF5 file.
-    pub fn is_hdf5(&self) -> bool {
-        self.h5.is_some()
-    }
-
-    /// Opens the records only, for recomputing statistics that are missing or damaged.
-    pub fn open_without_stats(dir: impl AsRef<Path>) -> Result<Dataset> {
-        Self::open_inner(dir.as_ref(), false)
-    }
-
-    fn open_inner(dir: &Path, load_stats: bool) -> Result<Dataset> {
+impl ShardSource {
+    /// Opens and validates the shard dataset at `dir`; with `load_stats`, also its statistics
+    /// (the mean image checked against its checksum). Without, for recomputing statistics that
+    /// are missing or damaged.
+    pub fn open(dir: &Path, load_stats: bool) -> Result<(ShardSource, Option<Stats>)> {
         let dir = dir.to_path_buf();
         let manifest = Manifest::read(&dir)?;
         raise_open_file_limit(manifest.shards.len());
@@ -168,7 +117,7 @@ impl Dataset {
             if !listed.is_some_and(|f| {
                 f.bytes == mean_bytes.len() as u64 && f.crc32c == crc32c::crc32c(&mean_bytes)
             }) {
-                return Err(Error::format(
+                return Err(Error::corrupt(
                     &mean_path,
                     "does not match the size and checksum in manifest.json: damaged, or being rewritten by `build-shards --stats-only` right now — retry, or run `build-shards --stats-only` on the dataset",
                 ));
@@ -178,19 +127,15 @@ impl Dataset {
         } else {
             None
         };
-        Ok(Dataset {
+        let info = manifest.dataset_info(load_stats);
+        let source = ShardSource {
             dir,
             manifest,
+            info,
             shards,
             shard_starts,
-            stats,
-            h5: None,
-        })
-    }
-
-    /// The dataset directory (the file, for HDF5).
-    pub fn dir(&self) -> &Path {
-        &self.dir
+        };
+        Ok((source, stats))
     }
 
     /// The parsed manifest.
@@ -198,114 +143,53 @@ impl Dataset {
         &self.manifest
     }
 
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.manifest.num_records as usize
-    }
-
-    /// True when the dataset has no records.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Record layout.
-    pub fn mode(&self) -> Mode {
-        self.manifest.mode
-    }
-
-    /// Image side length.
-    pub fn size(&self) -> u32 {
-        self.manifest.size
-    }
-
-    /// Class names.
-    pub fn classes(&self) -> &[String] {
-        &self.manifest.classes
-    }
-
-    /// Training-set statistics (`None` only after [`Dataset::open_without_stats`]).
-    pub fn stats(&self) -> Option<&Stats> {
-        self.stats.as_ref()
-    }
-
     fn locate(&self, index: usize) -> Result<(&Shard, &Entry)> {
-        if index >= self.len() {
-            return Err(Error::Usage(format!(
-                "record {index} is out of range: {} has {} records",
-                self.dir.display(),
-                self.len()
-            )));
-        }
+        self.check_index(index)?;
         let k = self.shard_starts.partition_point(|&s| s <= index as u64) - 1;
         let shard = &self.shards[k];
         Ok((shard, &shard.entries[index - self.shard_starts[k] as usize]))
     }
 
-    /// Label of record `index` (no checksum needed: the table is checked at open).
-    pub fn label(&self, index: usize) -> Result<u32> {
-        if let Some(h5) = &self.h5 {
-            return h5.label(index);
-        }
-        Ok(self.locate(index)?.1.label)
-    }
-
-    /// Record `index`, read and checked against its CRC-32C (HDF5: the image's pixels).
-    pub fn record(&self, index: usize) -> Result<Record> {
-        let mut bytes = Vec::new();
-        let label = self.read_record(index, &mut bytes)?;
-        Ok(Record { label, bytes })
-    }
-
-    /// Reads record `index` into `buf` (resized to the record's length; reuse it across calls to
-    /// avoid allocating), checks its CRC-32C, and returns its label. On error `buf`'s contents are
-    /// unspecified.
-    pub fn read_record(&self, index: usize, buf: &mut Vec<u8>) -> Result<u32> {
-        if let Some(h5) = &self.h5 {
-            let s = self.size() as usize;
-            buf.resize(s * s * 3, 0);
-            return h5.read_pixels(index, buf);
-        }
-        let (shard, e) = self.locate(index)?;
-        buf.resize(e.len as usize, 0);
-        self.read_checked(index, shard, e, buf)?;
-        Ok(e.label)
-    }
-
     fn read_checked(&self, index: usize, shard: &Shard, e: &Entry, out: &mut [u8]) -> Result<()> {
         shard.read_at(e.offset, out, &format!("record {index}"))?;
         if crc32c::crc32c(out) != e.crc {
-            return Err(Error::format(
+            return Err(Error::corrupt(
                 &shard.path,
                 format!("record {index} fails its checksum: the shard is corrupt (or was modified after the dataset was opened) — rebuild the dataset"),
             ));
         }
         Ok(())
     }
+}
 
-    /// An HDF5 image read in place from the file's memory map, when its pixels are stored
-    /// unfiltered; `None` for shards (read with [`Dataset::read_record`]) and filtered HDF5.
-    pub fn record_in_place(&self, index: usize) -> Result<Option<RecordRef<'_>>> {
-        match &self.h5 {
-            Some(h5) => h5.record_in_place(index),
-            None => Ok(None),
-        }
+impl RecordSource for ShardSource {
+    fn info(&self) -> &DatasetInfo {
+        &self.info
     }
 
-    /// Writes record `index`'s `size`×`size`×3 pixels into `out`, decoding as the mode requires
-    /// (original mode applies §2's decode, short-side resize and centre crop, exactly as the build did).
-    /// The record's checksum is verified before it is used.
-    pub fn read_pixels(
-        &self,
-        index: usize,
-        resize: &mut ResizeCrop,
-        out: &mut [u8],
-    ) -> Result<u32> {
-        if let Some(h5) = &self.h5 {
-            return h5.read_pixels(index, out);
-        }
+    fn location(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Label of record `index` (no checksum needed: the table is checked at open).
+    fn label(&self, index: usize) -> Result<u32> {
+        Ok(self.locate(index)?.1.label)
+    }
+
+    fn read_record(&self, index: usize, buf: &mut Vec<u8>) -> Result<u32> {
         let (shard, e) = self.locate(index)?;
-        let s = self.size();
-        if self.mode() == Mode::Raw {
+        buf.resize(e.len as usize, 0);
+        self.read_checked(index, shard, e, buf)?;
+        Ok(e.label)
+    }
+
+    /// Original mode applies §2's decode, short-side resize and centre crop, exactly as the build
+    /// did. The record's checksum is verified before it is used.
+    fn read_pixels(&self, index: usize, resize: &mut ResizeCrop, out: &mut [u8]) -> Result<u32> {
+        let (shard, e) = self.locate(index)?;
+        let s = self.manifest.size;
+        let mode = self.manifest.mode;
+        if mode == Mode::Raw {
             // Straight into the caller's buffer: no copy besides the read itself.
             self.read_checked(index, shard, e, out)?;
             return Ok(e.label);
@@ -318,12 +202,11 @@ impl Dataset {
             self.read_checked(index, shard, e, buf)?;
             let opts = DecodeOptions {
                 max_pixels: self.manifest.build.max_pixels,
-                draft_for: (self.manifest.build.draft && self.mode() == Mode::Original)
-                    .then_some(s),
+                draft_for: (self.manifest.build.draft && mode == Mode::Original).then_some(s),
             };
             let img = decode_rgb(buf, &opts)
                 .map_err(|r| Error::format(&shard.path, format!("record {index}: {r}")))?;
-            if self.mode() == Mode::Jpeg && (img.width, img.height) != (s, s) {
+            if mode == Mode::Jpeg && (img.width, img.height) != (s, s) {
                 return Err(Error::format(
                     &shard.path,
                     format!(
@@ -339,10 +222,12 @@ impl Dataset {
 
     /// Checks every byte: each shard's whole-file CRC-32C against the manifest, every record's CRC,
     /// and the other files' checksums. Returns the number of records checked.
-    pub fn verify(&self) -> Result<u64> {
-        if let Some(h5) = &self.h5 {
-            return h5.verify();
-        }
+    fn provenance(&self) -> Result<String> {
+        let path = self.dir.join(super::manifest::INDEX_FILE);
+        fs::read_to_string(&path).at(&path)
+    }
+
+    fn verify(&self) -> Result<u64> {
         let mut buf = vec![0u8; 1 << 20];
         for (shard, info) in self.shards.iter().zip(&self.manifest.shards) {
             let mut crc = 0u32;
@@ -355,14 +240,14 @@ impl Dataset {
             }
             let now = shard.file.metadata().at(&shard.path)?.len();
             if crc != info.crc32c || now != shard.len {
-                return Err(Error::format(&shard.path, "file checksum does not match the manifest: the shard is corrupt — rebuild the dataset"));
+                return Err(Error::corrupt(&shard.path, "file checksum does not match the manifest: the shard is corrupt — rebuild the dataset"));
             }
         }
         for f in &self.manifest.files {
             let p = self.dir.join(&f.file);
             let bytes = fs::read(&p).at(&p)?;
             if bytes.len() as u64 != f.bytes || crc32c::crc32c(&bytes) != f.crc32c {
-                return Err(Error::format(&p, "checksum does not match the manifest — rebuild the dataset (or --stats-only for mean_image.npy)"));
+                return Err(Error::corrupt(&p, "checksum does not match the manifest — rebuild the dataset (or --stats-only for mean_image.npy)"));
             }
         }
         for (k, shard) in self.shards.iter().enumerate() {
@@ -372,7 +257,7 @@ impl Dataset {
                 self.read_checked(index, shard, e, &mut buf)?;
             }
         }
-        Ok(self.len() as u64)
+        Ok(self.manifest.num_records)
     }
 }
 

@@ -12,15 +12,17 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    align_up, Entry, Mode, ShardHeader, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, RECORD_ALIGN,
+    align_up, Entry, ShardHeader, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, RECORD_ALIGN,
 };
 use super::manifest::{
-    encode_npy_f32, file_info, BuildInfo, Manifest, ShardInfo, StatsInfo, FORMAT_NAME,
-    FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
+    encode_npy_f32, file_info, Manifest, ShardInfo, StatsInfo, FORMAT_NAME, FORMAT_VERSION,
+    INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
 };
 use crate::atomic_file::sync_dir;
 use crate::error::{Error, IoContext, Result};
 use crate::prep::RejectReason;
+use crate::sink::DatasetSink;
+use crate::source::{BuildInfo, DatasetInfo, Mode};
 use crate::stats::Stats;
 
 /// Writes one shard file: records are appended to the data region; the header and record table,
@@ -498,6 +500,20 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
+}
+
+impl DatasetSink for DatasetWriter {
+    fn push(&mut self, label: u32, rel: &Path, bytes: &[u8]) -> Result<u64> {
+        DatasetWriter::push(self, label, rel, bytes)
+    }
+
+    fn reject(&mut self, rel: &Path, reason: &RejectReason) -> Result<()> {
+        DatasetWriter::reject(self, rel, reason)
+    }
+
+    fn commit(self: Box<Self>, stats: &Stats, build: BuildInfo) -> Result<DatasetInfo> {
+        Ok(DatasetWriter::commit(*self, stats, build)?.dataset_info(true))
+    }
 }
 
 impl Drop for DatasetWriter {
