@@ -696,3 +696,137 @@ impl Drop for Epoch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::prep::ResizeCrop;
+    use crate::source::{BuildInfo, DatasetInfo, Mode, RecordSource};
+    use crate::stats::StatsAccumulator;
+
+    const SIZE: u32 = 16;
+
+    /// Records in memory, through the public seam; reading record `panics_at` panics, as a bug
+    /// in a decoder or a source would.
+    struct PanickingSource {
+        info: DatasetInfo,
+        location: PathBuf,
+        pixels: Vec<Vec<u8>>,
+        panics_at: usize,
+    }
+
+    impl PanickingSource {
+        fn new(records: usize, panics_at: usize) -> (PanickingSource, Stats) {
+            let len = (SIZE * SIZE * 3) as usize;
+            let pixels: Vec<Vec<u8>> = (0..records)
+                .map(|r| (0..len).map(|i| ((i * 7 + r * 31) % 251) as u8).collect())
+                .collect();
+            let mut acc = StatsAccumulator::new(SIZE);
+            pixels.iter().for_each(|p| acc.add_image(p));
+            let stats = acc.finish().expect("images");
+            let info = DatasetInfo {
+                format: "memory".into(),
+                mode: Mode::Raw,
+                size: SIZE,
+                num_records: records as u64,
+                classes: vec!["a".into(), "b".into()],
+                class_counts: vec![records.div_ceil(2) as u64, (records / 2) as u64],
+                rejected: 0,
+                stats: Some(stats.summary()),
+                build: BuildInfo {
+                    tool: "test".into(),
+                    input: "memory".into(),
+                    input_kind: "memory".into(),
+                    quality: None,
+                    draft: false,
+                    shard_size: 1,
+                    max_pixels: 1,
+                    resize: "none".into(),
+                    created_unix: 0,
+                },
+            };
+            let source = PanickingSource {
+                info,
+                location: PathBuf::from("memory"),
+                pixels,
+                panics_at,
+            };
+            (source, stats)
+        }
+    }
+
+    impl RecordSource for PanickingSource {
+        fn info(&self) -> &DatasetInfo {
+            &self.info
+        }
+        fn location(&self) -> &Path {
+            &self.location
+        }
+        fn label(&self, index: usize) -> Result<u32> {
+            self.check_index(index)?;
+            Ok((index % 2) as u32)
+        }
+        fn read_record(&self, index: usize, buf: &mut Vec<u8>) -> Result<u32> {
+            self.check_index(index)?;
+            buf.clone_from(&self.pixels[index]);
+            self.label(index)
+        }
+        fn read_pixels(&self, index: usize, _: &mut ResizeCrop, out: &mut [u8]) -> Result<u32> {
+            self.check_index(index)?;
+            assert_ne!(index, self.panics_at, "a bug while reading record {index}");
+            out.copy_from_slice(&self.pixels[index]);
+            self.label(index)
+        }
+        fn verify(&self) -> Result<u64> {
+            Ok(self.pixels.len() as u64)
+        }
+        fn provenance(&self) -> Result<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[test]
+    fn a_panicking_worker_becomes_an_internal_error_for_its_batch_only() {
+        for threads in [1, 3] {
+            let (source, stats) = PanickingSource::new(20, 9);
+            let dataset = Arc::new(Dataset::from_source(Box::new(source), Some(stats)));
+            let config = LoaderConfig {
+                batch_size: 4,
+                crop: 12,
+                shuffle: false,
+                threads,
+                ..LoaderConfig::default()
+            };
+            let loader = Loader::new(dataset, config).expect("loader");
+            let results: Vec<Result<Batch>> = loader.iter().collect();
+            assert_eq!(results.len(), 5, "every batch comes, none is lost or short");
+            for (k, result) in results.iter().enumerate() {
+                match (k, result) {
+                    // Record 9 is in batch 2 (records 8..12) of the sequential order.
+                    (2, Err(Error::Internal(msg))) => {
+                        assert!(msg.contains("panicked"), "{msg}");
+                        assert!(msg.contains("a bug while reading record 9"), "{msg}");
+                        assert!(msg.contains("batch 2"), "{msg}");
+                    }
+                    (2, other) => panic!("batch 2: expected an internal error, got {other:?}"),
+                    (_, Ok(batch)) => assert_eq!(batch.labels().len(), 4),
+                    (_, Err(e)) => panic!("batch {k}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_out_of_range_record_is_its_own_kind() {
+        let (source, stats) = PanickingSource::new(3, usize::MAX);
+        let dataset = Dataset::from_source(Box::new(source), Some(stats));
+        match dataset.label(3) {
+            Err(Error::OutOfRange {
+                index: 3, len: 3, ..
+            }) => {}
+            other => panic!("expected OutOfRange, got {other:?}"),
+        }
+    }
+}

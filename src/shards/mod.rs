@@ -8,14 +8,11 @@ mod manifest;
 mod reader;
 mod writer;
 
-pub use format::{
-    align_up, Entry, ShardHeader, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, RECORD_ALIGN, SHARD_MAGIC,
-    SHARD_VERSION,
-};
+pub(crate) use manifest::{encode_npy_f32, file_info};
 pub use manifest::{
-    decode_npy_f32, encode_npy_f32, file_info, seal_manifest, FileInfo, Manifest, ShardInfo,
-    StatsInfo, CHECKSUM_KEY, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MAX_SIZE,
-    MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
+    seal_manifest, FileInfo, Manifest, ShardInfo, StatsInfo, CHECKSUM_KEY, FORMAT_NAME,
+    FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
 };
 pub use reader::ShardSource;
-pub use writer::{check_output_dir, tsv_path, DatasetWriter, ShardWriter};
+pub(crate) use writer::tsv_path;
+pub use writer::DatasetWriter;

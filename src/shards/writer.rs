@@ -65,11 +65,6 @@ impl ShardWriter {
         self.entries.len() as u64
     }
 
-    /// True when no record was written.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// True when the shard holds `capacity` records.
     pub fn is_full(&self) -> bool {
         self.len() >= self.capacity
@@ -295,26 +290,6 @@ impl DatasetWriter {
             rejected: 0,
             committed: false,
         })
-    }
-
-    /// The directory being written (`OUT.partial-PID`).
-    pub fn partial_dir(&self) -> &Path {
-        &self.partial
-    }
-
-    /// Records written so far.
-    pub fn records(&self) -> u64 {
-        self.records
-    }
-
-    /// Rejects listed so far.
-    pub fn rejected(&self) -> u64 {
-        self.rejected
-    }
-
-    /// Records per class so far.
-    pub fn class_counts(&self) -> &[u64] {
-        &self.class_counts
     }
 
     /// Appends a record for the input `rel` and returns its dataset index.
