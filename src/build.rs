@@ -487,7 +487,8 @@ pub fn build_inputs(
                         Err(reason) if cfg.strict => {
                             return Err(Error::Rejected {
                                 path: src.path.clone(),
-                                reason,
+                                kind: reason.kind(),
+                                reason: reason.to_string(),
                             })
                         }
                         Err(reason) => {

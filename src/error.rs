@@ -59,8 +59,10 @@ pub enum Error {
     Rejected {
         /// The input file.
         path: PathBuf,
-        /// Why it was rejected.
-        reason: crate::prep::RejectReason,
+        /// The kind of rejection, as `rejects.tsv` names it (`truncated`, `not_an_image`, …).
+        kind: &'static str,
+        /// Why it was rejected, in words.
+        reason: String,
     },
     /// A failure inside alexpipe, not caused by the input: a worker thread that panicked or could
     /// not start, or a worker that stopped without a word. Please report it.

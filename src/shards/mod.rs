@@ -14,5 +14,6 @@ pub use manifest::{
     FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
 };
 pub use reader::ShardSource;
+#[cfg(feature = "hdf5")]
 pub(crate) use writer::tsv_path;
 pub use writer::DatasetWriter;
