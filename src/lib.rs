@@ -10,7 +10,7 @@
 //!   format) and [`hdf5`] (HDF5 files, `--features hdf5`). A new input or output format is a new
 //!   module here implementing those traits.
 //! - [`dataset`]: an opened dataset, one source and its statistics.
-//! - [`build`] (§2): the parallel offline build, inputs → one sink (`alexpipe build`).
+//! - [`build`](mod@build) (§2): the parallel offline build, inputs → one sink (`alexpipe build`).
 //! - [`augment`] (§4.1): crops, reflections, PCA lighting, mean subtraction; fused hot loops.
 //! - [`sampler`]: epoch order, distributed ranks, per-sample random draws from (seed, epoch, index).
 //! - [`loader`] (§4.1): the multi-threaded engine that streams augmented batches.

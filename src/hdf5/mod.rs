@@ -1,6 +1,6 @@
 //! HDF5 datasets, as h5py users have them (`--features hdf5`; `docs/HDF5.md` gives the layout): a
-//! [`RecordSource`] ([`reader`]), a [`DatasetSink`] ([`writer`]) and lossless conversion to and
-//! from shards ([`convert`]), beside the shard format and behind the same seam.
+//! [`RecordSource`] (`reader.rs`), a [`DatasetSink`] (`writer.rs`) and lossless conversion to and
+//! from shards (`convert.rs`), beside the shard format and behind the same seam.
 //!
 //! - Reading: any file with an N×S×S×3 uint8 image dataset and an N-long integer label dataset
 //!   (names chosen by [`H5Keys`]) opens as a [`crate::Dataset`]; the statistics are read from the
@@ -13,7 +13,8 @@
 //!   i64, `class_names`, the statistics and the provenance, into `OUT.partial-PID` then renames it.
 //! - [`shards_to_hdf5`] / [`hdf5_to_shards`]: lossless conversion both ways.
 //!
-//! Without the `hdf5` feature every entry point returns [`Error::Unsupported`] naming the fix.
+//! Without the `hdf5` feature every entry point returns [`crate::Error::Unsupported`] naming
+//! the fix.
 
 use std::path::Path;
 

@@ -251,7 +251,7 @@ pub struct DatasetWriter {
 }
 
 impl DatasetWriter {
-    /// Starts a build of `out` (checked with [`check_output_dir`]).
+    /// Starts a build of `out` (checked with `check_output_dir`: an existing `out` must be a dataset).
     pub fn create(
         out: &Path,
         mode: Mode,
