@@ -39,8 +39,20 @@ pub enum Layout {
 pub enum MeanMode {
     /// The per-pixel mean image, cropped and mirrored with the patch (paper §2).
     Image,
-    /// Per-channel mean, then division by the per-channel standard deviation.
+    /// Per-channel mean, then division by the per-channel standard deviation, both the dataset's
+    /// own: unit-scale inputs.
     Channel,
+    /// torchvision's ImageNet constants (mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225 of
+    /// [0, 1] pixels, here in levels): the inputs every torchvision model and reference recipe
+    /// expects, whatever the dataset.
+    ImageNet,
+}
+
+impl MeanMode {
+    /// torchvision's ImageNet channel mean, in levels (0.485, 0.456, 0.406 × 255).
+    pub const IMAGENET_MEAN: [f32; 3] = [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0];
+    /// torchvision's ImageNet channel standard deviation, in levels (0.229, 0.224, 0.225 × 255).
+    pub const IMAGENET_STD: [f32; 3] = [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0];
 }
 
 impl std::str::FromStr for Layout {
@@ -61,13 +73,15 @@ impl std::str::FromStr for Layout {
 impl std::str::FromStr for MeanMode {
     type Err = Error;
 
-    /// `"image"` (the paper's mean image) or `"channel"` (channel mean and std).
+    /// `"image"` (the paper's mean image), `"channel"` (the dataset's channel mean and std) or
+    /// `"imagenet"` (torchvision's constants).
     fn from_str(s: &str) -> Result<MeanMode> {
         match s {
             "image" => Ok(MeanMode::Image),
             "channel" => Ok(MeanMode::Channel),
+            "imagenet" => Ok(MeanMode::ImageNet),
             other => Err(Error::Usage(format!(
-                "mean {other:?}: use \"image\" (subtract the mean image, paper §2) or \"channel\" (channel mean and std)"
+                "mean {other:?}: use \"image\" (subtract the mean image, paper §2), \"channel\" (the dataset's channel mean and std) or \"imagenet\" (torchvision's ImageNet mean and std)"
             ))),
         }
     }
@@ -309,10 +323,13 @@ impl Loader {
         let eigenbasis = config
             .eigenbasis
             .unwrap_or_else(|| Eigenbasis::from_stats(stats));
-        let channel = (
-            stats.channel_mean.map(|v| v as f32),
-            stats.channel_std.map(|v| v.max(1e-6) as f32),
-        );
+        let channel = match config.mean {
+            MeanMode::ImageNet => (MeanMode::IMAGENET_MEAN, MeanMode::IMAGENET_STD),
+            MeanMode::Image | MeanMode::Channel => (
+                stats.channel_mean.map(|v| v as f32),
+                stats.channel_std.map(|v| v.max(1e-6) as f32),
+            ),
+        };
         let mean_image = Arc::new(stats.mean_image.clone());
         let (pool_tx, pool_rx) = unbounded();
         Ok(Loader {
@@ -532,7 +549,7 @@ impl Job {
         }
         let norm = match cfg.mean {
             MeanMode::Image => Normalize::MeanImage(&self.mean_image),
-            MeanMode::Channel => Normalize::Channel {
+            MeanMode::Channel | MeanMode::ImageNet => Normalize::Channel {
                 mean: self.channel.0,
                 std: self.channel.1,
             },

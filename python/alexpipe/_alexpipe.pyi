@@ -118,7 +118,11 @@ class Loader:
         stats_from: Optional[Union[_Path, Dataset]] = None,
         debug: bool = False,
     ) -> None:
-        """indices: serve only these records (in this order unless shuffled), each with the
+        """mean: "image" subtracts the training set's mean image (paper §2; inputs stay in levels,
+        about ±128 — what the paper's AlexNet and its init expect, not a torchvision model);
+        "channel" subtracts the dataset's channel mean and divides by its std (unit scale);
+        "imagenet" uses torchvision's ImageNet mean/std (what torchvision models expect).
+        indices: serve only these records (in this order unless shuffled), each with the
         draws the full loader gives it. stats_from: normalise with that dataset's statistics
         (the training set's, for validation: paper §2)."""
     def __len__(self) -> int: ...

@@ -117,3 +117,22 @@ def test_python_errors_come_by_kind(dataset, tmp_path):
     # strict builds: the input that could not be used, by kind.
     with pytest.raises(alexpipe.RejectedInputError, match="broken_truncated.jpg"):
         alexpipe.build_shards(FIXTURES, tmp_path / "strict", size=48, strict=True, progress=False)
+
+
+def test_imagenet_normalisation_by_name_matches_torchvision_constants(dataset):
+    """`mean="imagenet"`: what a torchvision model expects, (x/255 - mean) / std per channel."""
+    ds = alexpipe.Dataset(dataset)
+    loader = alexpipe.Loader(dataset, batch_size=8, train=False, shuffle=False, crop=32, mean="imagenet")
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float64)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float64)
+    off = (48 - 32) // 2
+    seen = 0
+    for images, labels in loader:
+        for k in range(len(labels)):
+            pixels, label = ds[seen]
+            assert label == labels[k]
+            patch = pixels[off : off + 32, off : off + 32].astype(np.float64) / 255.0
+            want = ((patch - mean) / std).transpose(2, 0, 1)
+            np.testing.assert_allclose(images[k], want, rtol=0, atol=2e-5)
+            seen += 1
+    assert seen == len(ds)
