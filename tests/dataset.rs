@@ -6,18 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alexpipe::prep::ResizeCrop;
-use alexpipe::{build, BuildConfig, Dataset, Mode};
+use alexpipe::{build, Dataset, Mode};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
-}
+mod common;
+use common::{all_pixels, fixtures_config};
 
 fn build_to(out: &Path, mode: Mode, threads: usize) -> alexpipe::BuildSummary {
-    let mut cfg = BuildConfig::new(fixtures(), out);
-    cfg.mode = mode;
-    cfg.size = 64;
-    cfg.shard_size = 5;
+    let mut cfg = fixtures_config(out, 64, mode, 5);
     cfg.threads = Some(threads);
     let calls = AtomicU64::new(0);
     let summary = build(&cfg, &|n| {
@@ -30,18 +25,6 @@ fn build_to(out: &Path, mode: Mode, threads: usize) -> alexpipe::BuildSummary {
         "progress is reported for every input"
     );
     summary
-}
-
-fn all_pixels(ds: &Dataset) -> Vec<Vec<u8>> {
-    let mut resize = ResizeCrop::new();
-    (0..ds.len())
-        .map(|i| {
-            let mut buf = vec![0u8; 64 * 64 * 3];
-            ds.read_pixels(i, &mut resize, &mut buf)
-                .expect("record decodes");
-            buf
-        })
-        .collect()
 }
 
 #[test]
