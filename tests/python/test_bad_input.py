@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 from alexpipe_format import Dataset
-from conftest import BIN, pil_reference, run_build
+from conftest import BIN, PIL_MAX_DIFF, PIL_MEAN_DIFF, pil_reference, run_build
 from PIL import Image
 
 
@@ -130,7 +130,7 @@ def test_awkward_images_match_pil(corpus, tmp_path):
             continue
         ref = pil_reference(root / rel).astype(int)
         d = np.abs(ours - ref)
-        assert d.mean() <= 1.0 and d.max() <= 8, (rel, d.mean(), d.max())
+        assert d.mean() <= PIL_MEAN_DIFF and d.max() <= PIL_MAX_DIFF, (rel, d.mean(), d.max())
 
 
 def test_list_file_paths_cannot_escape_root(tmp_path, corpus):
