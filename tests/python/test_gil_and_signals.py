@@ -80,14 +80,15 @@ def seconds_per_read(shards):
 def test_gil_is_released_while_building(tmp_path, big_jpeg_folder):
     src = tmp_path / "in" / "c"
     src.mkdir(parents=True)
-    for k in range(6):
+    for k in range(8):
         (src / f"big_{k}.jpg").write_bytes((big_jpeg_folder / "c" / "big_0.jpg").read_bytes())
     with Ticker() as ticker:
         t0 = time.monotonic()
         summary = alexpipe.build_shards(tmp_path / "in", tmp_path / "ds", size=64, threads=1, progress=False)
         t1 = time.monotonic()
-    assert summary["records"] == 6
+    assert summary["records"] == 8
     notes, gap = ticker.during(t0, t1)
+    print(f"GIL: {notes} notes, longest gap {gap:.3f} s of {t1 - t0:.3f} s")
     # Holding the GIL for the build would leave one gap as long as the build; released, the other
     # thread keeps counting throughout (gaps are only the OS scheduling 3 threads on the cores).
     assert notes >= 20 and gap < 0.5 * (t1 - t0), f"{notes} notes, longest gap {gap:.3f} s of {t1 - t0:.3f} s"
@@ -104,6 +105,7 @@ def test_gil_is_released_while_waiting_for_a_batch(slow_shards):
         t1 = time.monotonic()
     assert images.shape == (n, 3, 48, 48)
     notes, gap = ticker.during(t0, t1)
+    print(f"GIL: {notes} notes, longest gap {gap:.3f} s of {t1 - t0:.3f} s")
     # The wait polls Ctrl-C every 0.1 s with the GIL taken back briefly; a wait holding the GIL would
     # leave one gap as long as the batch.
     assert notes >= 20 and gap < 0.5 * (t1 - t0), f"{notes} notes, longest gap {gap:.3f} s of {t1 - t0:.3f} s"
@@ -142,6 +144,7 @@ def test_ctrl_c_interrupts_a_wait_long_before_the_batch_is_ready(slow_shards, tm
     words = out.split()
     assert proc.returncode == 3 and words[0] == "interrupted", out
     latency = float(words[1]) - sent
+    print(f"SIGINT: KeyboardInterrupt after {latency:.3f} s; batch of {n} needs ~{n * per_read:.0f} s")
     # Generous: the batch it interrupted needs >= 40 s (n one-thread reads, each timed above); the
     # claim is 0.1 s, the bound 5 s, so a wait that noticed Ctrl-C only when the batch came fails.
     assert latency < 5.0, f"KeyboardInterrupt {latency:.2f} s after SIGINT; the batch needs {n * per_read:.0f} s"
