@@ -1,6 +1,8 @@
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures" / "images"
 sys.path.insert(0, str(Path(__file__).parent))
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
@@ -80,3 +83,24 @@ def pil_reference(path, size=256, draft=False):
     left = int(round((nw - size) / 2.0))
     top = int(round((nh - size) / 2.0))
     return np.asarray(im.crop((left, top, left + size, top + size)))
+
+
+def png_bytes(w, h, idat):
+    """A PNG (8-bit RGB) whose header says w x h, with the given compressed IDAT payload."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def numpy_stats(images):
+    """The statistics of an (N, S, S, 3) image stack in float64 numpy: mean image, channel mean and
+    std, covariance, and eigenvalues (descending) with their eigenvectors (columns)."""
+    x = np.asarray(images).astype(np.float64)
+    px = x.reshape(-1, 3)
+    cov = np.cov(px, rowvar=False, bias=True)
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1]
+    return x.mean(axis=0), px.mean(axis=0), px.std(axis=0), cov, vals[order], vecs[:, order]

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PIL_MAX_DIFF, PIL_MEAN_DIFF, ROOT, pil_reference, require
+from conftest import FIXTURES, PIL_MAX_DIFF, PIL_MEAN_DIFF, ROOT, pil_reference, require
 
 import alexpipe
 
-FIXTURES = ROOT / "fixtures" / "images"
 
 
 @pytest.fixture(scope="module")
