@@ -390,7 +390,7 @@ def write_report(args, threads, results, build_rates, pil_rates):
               f"images/s: {ratio:.1f}×.", "", "![images/s](benchmarks.png)", ""]
     args.out.write_text("\n".join(lines))
     try:
-        chart(results, args.out.with_name("benchmarks.png"))
+        chart(results, args.out.with_name("benchmarks.png"), threads)
     except ImportError:
         if not args.smoke:
             raise
@@ -398,7 +398,7 @@ def write_report(args, threads, results, build_rates, pil_rates):
     print(f"wrote {args.out}")
 
 
-def chart(results, path):
+def chart(results, path, threads):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,7 +409,7 @@ def chart(results, path):
     colors = ["#d62728" if "alexpipe" in n else "#7f7f7f" for n, _ in rows]
     ax.barh([n for n, _ in rows][::-1], [v for _, v in rows][::-1], color=colors[::-1])
     ax.set_xlabel("images/s (higher is better)")
-    ax.set_title(f"Training batches, {CORES} CPU cores")
+    ax.set_title(f"Training batches, {threads} threads per loader")
     for i, (_, v) in enumerate(rows[::-1]):
         ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
     fig.tight_layout()
