@@ -1,6 +1,6 @@
 //! Golden augmentation draws: the crop offsets, mirror and lighting α of a few (seed, epoch, record)
 //! triples, and the first elements of a few epoch permutations, pinned to the values this code
-//! produced when the test was written (2026-12-01, `rand` 0.10 / `rand_chacha` / `rand_distr`).
+//! produced when the test was written (2026-12-01: `rand` 0.10.4 and its ChaCha8, `rand_distr` 0.6.0).
 //!
 //! If this test fails, every user's batches for a given seed have changed: a dependency upgrade
 //! (`rand`, `rand_distr`, the ChaCha generator), a changed seed derivation (`seed::mix64`,
