@@ -1,7 +1,8 @@
 //! Loader throughput from HDF5 against raw shards, in the same run on the same images: batches of
 //! 128 at 224 from 256 px records, f32 NCHW (the paper's §4.1 recipe) and u8 NHWC, 1..N threads.
 //!
-//! - `raw shards`: the memory-mapped shard dataset (the reference);
+//! - `raw shards`: the shard dataset, each record read with `pread` and its CRC-32C checked on every
+//!   read (docs/RELIABILITY.md; the reference);
 //! - `h5 in place`: alexpipe's own HDF5 layout (one unfiltered image per chunk), read from a memory
 //!   map at the offsets HDF5 reports, no library call per record;
 //! - `h5 H5Dread`: the same bytes behind a no-op filter (byte shuffle of 1-byte elements), which
@@ -9,7 +10,8 @@
 //! - `h5 gzip`: gzip level 1 chunks of 1 image (H5Dread plus inflate).
 //!
 //! `cargo bench --features hdf5 --bench hdf5` (options after `--`: `--count N` images, default 1000;
-//! `--epochs E` epochs per measurement, default 2; `--reps R` rounds, default 7, medians reported).
+//! `--epochs E` epochs per measurement, default 2; `--reps R` rounds, default 7, medians reported;
+//! `--smoke`: 160 images, 1 epoch, 1 round, in `target/bench-hdf5-160-smoke`, a check that it runs).
 //! Each round runs every source in turn with its own warmed-up loader, so a change in the machine's
 //! load hits all of them alike; images per CPU-second is printed too, as it depends less on it.
 //! The images are synthetic (smooth gradients plus noise, so gzip has something to do); the loader's
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
-use common::{arg, root};
+use common::{arg, root, smoke};
 
 use alexpipe::hdf5::shards_to_hdf5;
 use alexpipe::shards::DatasetWriter;
@@ -145,13 +147,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let count = arg("--count", 1000);
-    let epochs = arg("--epochs", 2) as u64;
-    let reps = arg("--reps", 7).max(1);
+    let count = arg("--count", if smoke() { 160 } else { 1000 });
+    let epochs = arg("--epochs", if smoke() { 1 } else { 2 }) as u64;
+    let reps = arg("--reps", if smoke() { 1 } else { 7 }).max(1);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let dir = root().join(format!("target/bench-hdf5-{count}"));
+    let tag = if smoke() { "-smoke" } else { "" };
+    let dir = root().join(format!("target/bench-hdf5-{count}{tag}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let sh = dir.join("shards");
     if Dataset::open(&sh).is_err() {

@@ -7,14 +7,15 @@
 //! `benches/setup_peers.sh` installs).
 //!
 //! `cargo bench --bench loader` (after `scripts/setup.sh`). Options after `--`: `--count N` corpus
-//! size (default 1000), `--epochs E` timed epochs per measurement after one warm-up epoch (default 3).
+//! size (default 1000), `--epochs E` timed epochs per measurement after one warm-up epoch (default 3),
+//! `--smoke` the same work on 160 images, one epoch, in `target/*-smoke` (a check that it runs; CI).
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
-use common::{arg, root};
+use common::{arg, root, smoke};
 
 use alexpipe::augment::{fused_f32_nchw, fused_u8_nhwc, lighting_delta, Normalize};
 use alexpipe::sampler::train_params;
@@ -22,7 +23,7 @@ use alexpipe::{build, BuildConfig, Dataset, Layout, Loader, LoaderConfig, Mode};
 
 /// The benchmark corpus (benches/make_corpus.py) built into shards of `mode`, reused when present.
 fn shards(count: usize, mode: Mode) -> Arc<Dataset> {
-    let corpus = root().join("target/bench-corpus");
+    let corpus = corpus_dir();
     let status = Command::new(root().join(".venv/bin/python"))
         .arg(root().join("benches/make_corpus.py"))
         .arg(&corpus)
@@ -30,7 +31,7 @@ fn shards(count: usize, mode: Mode) -> Arc<Dataset> {
         .status()
         .expect("run benches/make_corpus.py (did you run scripts/setup.sh?)");
     assert!(status.success());
-    let out = root().join(format!("target/bench-shards-{}-{count}", mode.name()));
+    let out = shards_dir(count, mode);
     if let Ok(ds) = Dataset::open(&out) {
         return Arc::new(ds);
     }
@@ -38,6 +39,20 @@ fn shards(count: usize, mode: Mode) -> Arc<Dataset> {
     cfg.mode = mode;
     build(&cfg, &|_| {}).expect("build bench shards");
     Arc::new(Dataset::open(&out).expect("open bench shards"))
+}
+
+/// The corpus directory (a separate one for `--smoke`, so a smoke never replaces the real corpus).
+fn corpus_dir() -> std::path::PathBuf {
+    root().join(if smoke() {
+        "target/bench-corpus-smoke"
+    } else {
+        "target/bench-corpus"
+    })
+}
+
+fn shards_dir(count: usize, mode: Mode) -> std::path::PathBuf {
+    let tag = if smoke() { "-smoke" } else { "" };
+    root().join(format!("target/bench-shards-{}-{count}{tag}", mode.name()))
 }
 
 fn per_second(n: usize, f: impl FnOnce()) -> f64 {
@@ -51,7 +66,7 @@ fn kernels(ds: &Dataset) {
     let basis = alexpipe::Eigenbasis::from_stats(stats);
     let rec = ds.record(0).expect("record");
     let src = &rec.bytes[..];
-    let n = 5000;
+    let n = if smoke() { 100 } else { 5000 };
     let mut out_f = vec![0f32; 3 * 224 * 224];
     let mut out_u = vec![0u8; 3 * 224 * 224];
     let params: Vec<_> = (0..n)
@@ -131,13 +146,10 @@ fn peer(count: usize, threads: usize, what: &str) -> Option<f64> {
     }
     let out = Command::new(python)
         .arg(root().join("benches/peer_torch.py"))
-        .arg(root().join("target/bench-corpus"))
+        .arg(corpus_dir())
         .args([
             "--shards",
-            &root()
-                .join(format!("target/bench-shards-raw-{count}"))
-                .display()
-                .to_string(),
+            &shards_dir(count, Mode::Raw).display().to_string(),
         ])
         .args(["--workers", &threads.to_string(), "--what", what])
         .output()
@@ -154,8 +166,9 @@ fn peer(count: usize, threads: usize, what: &str) -> Option<f64> {
 }
 
 fn main() {
-    let count = arg("--count", 1000);
-    let epochs = arg("--epochs", 3) as u64;
+    // A smoke needs one batch of 128 per epoch.
+    let count = arg("--count", if smoke() { 160 } else { 1000 });
+    let epochs = arg("--epochs", if smoke() { 1 } else { 3 }) as u64;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

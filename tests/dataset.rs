@@ -6,18 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alexpipe::prep::ResizeCrop;
-use alexpipe::{build, BuildConfig, Dataset, Mode};
+use alexpipe::{build, Dataset, Mode};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
-}
+mod common;
+use common::{all_pixels, fixtures_config};
 
 fn build_to(out: &Path, mode: Mode, threads: usize) -> alexpipe::BuildSummary {
-    let mut cfg = BuildConfig::new(fixtures(), out);
-    cfg.mode = mode;
-    cfg.size = 64;
-    cfg.shard_size = 5;
+    let mut cfg = fixtures_config(out, 64, mode, 5);
     cfg.threads = Some(threads);
     let calls = AtomicU64::new(0);
     let summary = build(&cfg, &|n| {
@@ -30,18 +25,6 @@ fn build_to(out: &Path, mode: Mode, threads: usize) -> alexpipe::BuildSummary {
         "progress is reported for every input"
     );
     summary
-}
-
-fn all_pixels(ds: &Dataset) -> Vec<Vec<u8>> {
-    let mut resize = ResizeCrop::new();
-    (0..ds.len())
-        .map(|i| {
-            let mut buf = vec![0u8; 64 * 64 * 3];
-            ds.read_pixels(i, &mut resize, &mut buf)
-                .expect("record decodes");
-            buf
-        })
-        .collect()
 }
 
 #[test]
@@ -85,9 +68,12 @@ fn every_mode_round_trips_and_original_mode_reproduces_raw_pixels() {
             .map(|(&x, &y)| (x as f64 - y as f64).abs())
             .sum::<f64>()
             / a.len() as f64;
-        // At 64 px the fixtures' stripes and checkers are mostly edges, which 4:2:0 JPEG blurs: the
-        // bound only catches a broken decode (garbage or swapped channels are ~60 levels off).
-        // tests/python checks the records byte for byte against Pillow's encoder.
+        // JPEG is lossy: at 64 px the fixtures' stripes and checkers are mostly edges, which 4:2:0
+        // JPEG blurs, so against the raw pixels only a loose bound holds (garbage or swapped
+        // channels are ~60 levels off). The decoding itself is checked exactly elsewhere:
+        // tests/python/test_pixels_vs_pil.py compares these records bit for bit with Pillow's
+        // decode (`test_jpeg_mode_decodes_bit_identically_to_pil_on_the_fixtures`) and byte for
+        // byte with Pillow's encoder.
         assert!(
             mad < 25.0,
             "JPEG q90 record too far from the raw pixels: {mad}"

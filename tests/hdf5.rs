@@ -6,38 +6,23 @@
 #![cfg(feature = "hdf5")]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use alexpipe::hdf5::{hdf5_to_shards, shards_to_hdf5, ConvertOptions};
-use alexpipe::prep::ResizeCrop;
-use alexpipe::{build, BuildConfig, Dataset, H5Keys, Layout, Loader, LoaderConfig, OutputFormat};
+use alexpipe::{build, Dataset, H5Keys, Layout, Loader, LoaderConfig, Mode, OutputFormat};
 use ndarray::{ArrayView1, ArrayView4};
 
 const S: usize = 64;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
-}
+mod common;
+use common::all_pixels as pixels;
 
 fn build_as(out: &Path, format: OutputFormat) -> alexpipe::BuildSummary {
-    let mut cfg = BuildConfig::new(fixtures(), out);
-    cfg.size = S as u32;
-    cfg.shard_size = 7;
+    let mut cfg = common::fixtures_config(out, S as u32, Mode::Raw, 7);
     cfg.threads = Some(2);
     cfg.format = format;
     build(&cfg, &|_| {}).expect("fixtures build")
-}
-
-fn pixels(ds: &Dataset) -> Vec<Vec<u8>> {
-    let mut resize = ResizeCrop::new();
-    (0..ds.len())
-        .map(|i| {
-            let mut buf = vec![0u8; S * S * 3];
-            ds.read_pixels(i, &mut resize, &mut buf).expect("read");
-            buf
-        })
-        .collect()
 }
 
 fn labels(ds: &Dataset) -> Vec<u32> {

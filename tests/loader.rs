@@ -4,29 +4,21 @@
 //! promptly when dropped mid-epoch.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use alexpipe::augment::{add_delta, crop, flip, hwc_to_chw, lighting_delta, subtract_mean_image};
-use alexpipe::prep::ResizeCrop;
-use alexpipe::{
-    build, BuildConfig, Dataset, Eigenbasis, Layout, Loader, LoaderConfig, MeanMode, Mode,
-};
+use alexpipe::{Dataset, Eigenbasis, Layout, Loader, LoaderConfig, MeanMode, Mode};
 
 const SIZE: u32 = 64;
 const CROP: u32 = 48;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
-}
+mod common;
+use common::pixels;
 
 fn dataset(dir: &Path, mode: Mode) -> Arc<Dataset> {
     let out = dir.join(mode.name());
-    let mut cfg = BuildConfig::new(fixtures(), &out);
-    cfg.size = SIZE;
-    cfg.mode = mode;
-    cfg.shard_size = 8;
-    build(&cfg, &|_| {}).expect("build fixtures");
+    common::build_fixtures(&out, SIZE, mode, 8, None);
     Arc::new(Dataset::open(&out).expect("open"))
 }
 
@@ -67,13 +59,6 @@ fn error_messages(results: &[alexpipe::Result<alexpipe::Batch>]) -> Vec<String> 
         .filter_map(|r| r.as_ref().err())
         .map(|e| e.to_string())
         .collect()
-}
-
-fn pixels(ds: &Dataset, i: usize) -> Vec<u8> {
-    let mut out = vec![0u8; (SIZE * SIZE * 3) as usize];
-    ds.read_pixels(i, &mut ResizeCrop::new(), &mut out)
-        .expect("pixels");
-    out
 }
 
 #[test]

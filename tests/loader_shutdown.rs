@@ -1,11 +1,12 @@
 //! Dropping the engine at random points, 1,000 times: no deadlock, no leaked thread. Its own test
 //! binary (process) so that counting the process's threads sees only this test's.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alexpipe::{build, BuildConfig, Dataset, Layout, Loader, LoaderConfig, Mode};
+use alexpipe::{build, Dataset, Layout, Loader, LoaderConfig, Mode};
+
+mod common;
 
 /// Live threads of this process whose name starts with `alexpipe-loader` (Linux truncates names to
 /// 15 bytes: "alexpipe-loader").
@@ -33,12 +34,7 @@ fn splitmix(state: &mut u64) -> u64 {
 fn a_loader_dropped_at_random_points_1000_times_never_hangs_or_leaks_threads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = dir.path().join("raw");
-    let mut cfg = BuildConfig::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images"),
-        &raw,
-    );
-    cfg.size = 32;
-    cfg.shard_size = 8;
+    let mut cfg = common::fixtures_config(&raw, 32, Mode::Raw, 8);
     build(&cfg, &|_| {}).expect("build fixtures");
     let jpeg = dir.path().join("jpeg");
     cfg.out = jpeg.clone();

@@ -4,42 +4,18 @@
 //! record's; each must be an error naming the shard.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use alexpipe::prep::ResizeCrop;
 use alexpipe::{build, BuildConfig, Dataset, Loader, LoaderConfig, Mode};
 
 const SIZE: u32 = 32;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
-}
+mod common;
+use common::{all_pixels, fixtures, read_all_pixels};
 
 fn build_to(out: &Path, mode: Mode, shard_size: u64) {
-    let mut cfg = BuildConfig::new(fixtures(), out);
-    cfg.size = SIZE;
-    cfg.mode = mode;
-    cfg.shard_size = shard_size;
-    cfg.threads = Some(2);
-    build(&cfg, &|_| {}).expect("build fixtures");
-}
-
-fn all_pixels(ds: &Dataset) -> Vec<alexpipe::Result<Vec<u8>>> {
-    let mut resize = ResizeCrop::new();
-    (0..ds.len())
-        .map(|i| {
-            let mut out = vec![0u8; (SIZE * SIZE * 3) as usize];
-            ds.read_pixels(i, &mut resize, &mut out).map(|_| out)
-        })
-        .collect()
-}
-
-fn ok_pixels(ds: &Dataset) -> Vec<Vec<u8>> {
-    all_pixels(ds)
-        .into_iter()
-        .map(|r| r.expect("intact record"))
-        .collect()
+    common::build_fixtures(out, SIZE, mode, shard_size, Some(2));
 }
 
 #[test]
@@ -69,7 +45,7 @@ fn a_shard_truncated_while_open_is_an_error_not_sigbus() {
         let out = dir.path().join("ds");
         build_to(&out, mode, 64); // one shard
         let ds = Dataset::open(&out).expect("open");
-        let before = ok_pixels(&ds);
+        let before = all_pixels(&ds);
         let shard = out.join("shard-00000.bin");
         let len = fs::metadata(&shard).expect("stat").len();
         // Cut the file in the middle of the data region, as `truncate` or a crashed copy would.
@@ -79,7 +55,7 @@ fn a_shard_truncated_while_open_is_an_error_not_sigbus() {
             .and_then(|f| f.set_len(len / 2))
             .expect("truncate");
         let mut cut = 0;
-        for (i, r) in all_pixels(&ds).into_iter().enumerate() {
+        for (i, r) in read_all_pixels(&ds).into_iter().enumerate() {
             match r {
                 Ok(px) => assert_eq!(px, before[i], "{mode:?} record {i}: wrong pixels"),
                 Err(e) => {
@@ -121,9 +97,9 @@ fn a_shard_overwritten_in_place_while_open_is_an_error_not_other_pixels() {
     cfg.shard_size = 64;
     build(&cfg, &|_| {}).expect("build b");
     let ds = Dataset::open(&a).expect("open");
-    let before = ok_pixels(&ds);
+    let before = all_pixels(&ds);
     fs::copy(b.join("shard-00000.bin"), a.join("shard-00000.bin")).expect("overwrite in place");
-    let after = all_pixels(&ds);
+    let after = read_all_pixels(&ds);
     let mut refused = 0;
     for (i, r) in after.into_iter().enumerate() {
         match r {
@@ -151,12 +127,12 @@ fn a_shard_replaced_by_rename_while_open_keeps_serving_the_opened_file() {
     let out = dir.path().join("ds");
     build_to(&out, Mode::Raw, 64);
     let ds = Dataset::open(&out).expect("open");
-    let before = ok_pixels(&ds);
+    let before = all_pixels(&ds);
     let shard = out.join("shard-00000.bin");
     let tmp = out.join("replacement");
     fs::write(&tmp, b"not a shard").expect("write");
     fs::rename(&tmp, &shard).expect("rename over the shard");
-    assert_eq!(ok_pixels(&ds), before, "the opened file is still read");
+    assert_eq!(all_pixels(&ds), before, "the opened file is still read");
     ds.verify().expect("the opened file is intact");
     let msg = Dataset::open(&out)
         .map(|_| ())
@@ -213,7 +189,7 @@ fn every_flip(mode: Mode) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("ds");
     build_to(&out, mode, 3);
-    let good = ok_pixels(&Dataset::open(&out).expect("open"));
+    let good = all_pixels(&Dataset::open(&out).expect("open"));
     let shard = out.join("shard-00001.bin"); // records 3, 4, 5
     let pristine = fs::read(&shard).expect("read");
     let entry = |local: usize, at: usize| {
@@ -242,7 +218,7 @@ fn every_flip(mode: Mode) {
             }
             Ok(ds) => {
                 assert!(ds.verify().is_err(), "verify missed a flip at byte {pos}");
-                for (i, r) in all_pixels(&ds).into_iter().enumerate() {
+                for (i, r) in read_all_pixels(&ds).into_iter().enumerate() {
                     match r {
                         Ok(px) => {
                             assert_eq!(
@@ -435,4 +411,88 @@ fn a_changed_statistic_in_the_manifest_is_refused() {
         msg.contains("manifest.json") && msg.contains("fails its own checksum"),
         "{msg}"
     );
+}
+
+/// docs/RELIABILITY.md's claim about `manifest.json`: its own CRC-32C covers every byte, so no
+/// single-byte change of a sealed manifest can be opened — not in a statistic, a class name, a
+/// shard's CRC, the whitespace, or the checksum's own digits. Each byte is changed in four ways (low
+/// bit, high bit: no longer UTF-8, all bits, a space: still JSON wherever whitespace was).
+#[test]
+fn every_single_byte_change_of_a_sealed_manifest_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ds");
+    build_to(&out, Mode::Raw, 8);
+    let p = out.join("manifest.json");
+    let pristine = fs::read(&p).expect("read");
+    Dataset::open(&out).expect("the sealed manifest opens");
+    let mut changes = 0usize;
+    for at in 0..pristine.len() {
+        let b = pristine[at];
+        for changed in [b ^ 0x01, b ^ 0x80, !b, b' '] {
+            if changed == b {
+                continue;
+            }
+            let mut bytes = pristine.clone();
+            bytes[at] = changed;
+            fs::write(&p, &bytes).expect("write");
+            match Dataset::open(&out) {
+                Ok(_) => panic!(
+                    "byte {at} ({:?}) changed to {:?} was opened",
+                    b as char, changed as char
+                ),
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("manifest.json") && msg.contains("checksum"),
+                        "byte {at}: {msg}"
+                    );
+                }
+            }
+            changes += 1;
+        }
+    }
+    // Every byte, ~4 ways each: the loop really ran over the whole file.
+    assert!(changes > 3 * pristine.len(), "{changes} changes");
+    fs::write(&p, &pristine).expect("restore");
+    Dataset::open(&out).expect("restored manifest opens again");
+}
+
+/// A class name changed in an otherwise valid manifest (valid JSON, a plausible name, every other
+/// field intact) is refused because the checksum no longer matches; the same edit sealed again
+/// with `seal_manifest` opens and shows the new name, so the refusal is the checksum's alone.
+#[test]
+fn a_changed_class_name_in_the_manifest_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ds");
+    build_to(&out, Mode::Raw, 64);
+    let p = out.join("manifest.json");
+    let text = fs::read_to_string(&p).expect("read");
+    assert!(
+        Dataset::open(&out)
+            .expect("open")
+            .classes()
+            .contains(&"circles".to_string()),
+        "the fixtures have a class \"circles\""
+    );
+    let edited = text.replacen("\"circles\"", "\"squares\"", 1);
+    assert_ne!(edited, text);
+    serde_json::from_str::<serde_json::Value>(&edited).expect("still JSON");
+    fs::write(&p, &edited).expect("write");
+    let msg = Dataset::open(&out)
+        .map(|_| ())
+        .expect_err("a changed class name must be refused")
+        .to_string();
+    assert!(
+        msg.contains("manifest.json") && msg.contains("fails its own checksum"),
+        "{msg}"
+    );
+
+    let resealed: serde_json::Value = serde_json::from_str(&edited).expect("JSON");
+    fs::write(
+        &p,
+        alexpipe::shards::seal_manifest(&resealed).expect("sealed"),
+    )
+    .expect("write");
+    let ds = Dataset::open(&out).expect("the same edit, sealed again, opens");
+    assert!(ds.classes().contains(&"squares".to_string()));
 }

@@ -16,3 +16,9 @@ pub fn arg(name: &str, default: usize) -> usize {
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// `--smoke`: the same work on a tiny corpus, once, in separate directories (`*-smoke`): a check
+/// that the benchmark runs (CI, `scripts/test.sh`), not a measurement.
+pub fn smoke() -> bool {
+    std::env::args().any(|a| a == "--smoke")
+}

@@ -7,9 +7,8 @@ import shutil
 import numpy as np
 import pytest
 from alexpipe_format import Dataset
-from conftest import ROOT, run_build
+from conftest import FIXTURES, ROOT, run_build
 
-FIXTURES = ROOT / "fixtures" / "images"
 
 
 def error_line(proc):

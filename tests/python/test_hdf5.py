@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, ROOT, run_build
+from conftest import BIN, FIXTURES, ROOT, numpy_stats, run_build
 
 import h5py
 import alexpipe
 
-FIXTURES = ROOT / "fixtures" / "images"
 S = 64
 CONVERT = BIN.parent / "alexpipe"
 
@@ -43,13 +42,6 @@ def write_h5py(path, images, labels, layout="chunked", images_key="images", labe
     return path
 
 
-def numpy_stats(images):
-    x = images.astype(np.float64)
-    px = x.reshape(-1, 3)
-    cov = np.cov(px, rowvar=False, bias=True)
-    return x.mean(axis=0), px.mean(axis=0), px.std(axis=0), np.sort(np.linalg.eigvalsh(cov))[::-1]
-
-
 @pytest.mark.parametrize("layout", ["chunked", "contiguous", "gzip"])
 def test_h5py_file_reads_like_numpy(tmp_path, layout):
     images, labels = make_images()
@@ -61,7 +53,7 @@ def test_h5py_file_reads_like_numpy(tmp_path, layout):
         px, label = ds[i]
         np.testing.assert_array_equal(px, images[i])
         assert label == labels[i]
-    mean_image, mean, std, eigvals = numpy_stats(images)
+    mean_image, mean, std, _, eigvals, _ = numpy_stats(images)
     np.testing.assert_allclose(ds.mean_image, mean_image, atol=1e-3)
     np.testing.assert_allclose(ds.channel_mean, mean, rtol=1e-9)
     np.testing.assert_allclose(ds.channel_std, std, rtol=1e-9)
@@ -112,7 +104,7 @@ def test_alexpipe_file_reads_in_h5py(built):
         assert f.attrs["format"] == "alexpipe-hdf5" and f.attrs["size"] == S
         assert f.attrs["stats_images"] == 31
         # Statistics against numpy, from h5py's own reading of the images.
-        mean_image, mean, std, eigvals = numpy_stats(f["images"][:])
+        mean_image, mean, std, _, eigvals, _ = numpy_stats(f["images"][:])
         np.testing.assert_allclose(f["mean_image"][:], mean_image, atol=1e-3)
         np.testing.assert_allclose(f["channel_mean"][:], mean, rtol=1e-9)
         np.testing.assert_allclose(f["channel_std"][:], std, rtol=1e-9)

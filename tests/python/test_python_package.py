@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, pil_reference
+from conftest import FIXTURES, PIL_MAX_DIFF, PIL_MEAN_DIFF, ROOT, pil_reference, require
 
 import alexpipe
 
-FIXTURES = ROOT / "fixtures" / "images"
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +153,7 @@ def test_dataset_pixels_match_pil(tmp_path, real_photos):
     for i, name in enumerate(names):
         ours, label = ds[i]
         d = np.abs(ours.astype(int) - pil_reference(src / name).astype(int))
-        assert d.mean() <= 1.0 and d.max() <= 8, name
+        assert d.mean() <= PIL_MEAN_DIFF and d.max() <= PIL_MAX_DIFF, (name, d.mean(), d.max())
     assert ds[-1][0].shape == (256, 256, 3)
     with pytest.raises(IndexError):
         ds[len(ds)]
@@ -175,10 +174,20 @@ def test_zero_copy_buffers_return_to_the_pool(shards):
     for epoch in range(6):
         loader.set_epoch(epoch)
         for images, labels in loader:
-            assert images.base is not None and images.flags.writeable  # a view of the Rust buffer
+            # A view of the Rust batch: its owner is the engine's BatchBuffer (python/src/lib.rs),
+            # which holds the alexpipe::Batch. A copy would own its data, or have a numpy array or
+            # bytes as its base, and fail here.
+            base = images.base
+            assert type(base).__name__ == "BatchBuffer", type(base)
+            assert type(base).__module__ == "alexpipe._alexpipe", type(base).__module__
+            assert not images.flags.owndata and images.flags.writeable
+            assert images.copy().base is None  # what a copy looks like, for contrast
             pointers.add(images.__array_interface__["data"][0])
-            del images
+            del images, base
     assert len(pointers) <= 8, f"{len(pointers)} buffers for {6 * len(loader)} batches"
+    # The same for the u8 layout, whose arrays view the batch's u8 buffer.
+    images, _ = next(iter(alexpipe.Loader(shards, batch_size=2, crop=48, layout="u8_nhwc")))
+    assert type(images.base).__name__ == "BatchBuffer" and not images.flags.owndata
 
 
 def rss_kib():
@@ -249,7 +258,7 @@ def test_ctrl_c_interrupts_a_waiting_loop(shards, tmp_path):
 
 
 def test_torch_helper_and_dlpack(shards):
-    torch = pytest.importorskip("torch", reason="torch is part of requirements-dev.txt")
+    torch = require("torch", reason="torch is part of requirements-dev.txt")
     from alexpipe.torch import TorchLoader
 
     loader = TorchLoader(shards, batch_size=4, crop=48, pin_memory=False)
@@ -261,7 +270,7 @@ def test_torch_helper_and_dlpack(shards):
 
 
 def test_ddp_smoke_with_torchrun(shards):
-    pytest.importorskip("torch", reason="torch is part of requirements-dev.txt")
+    require("torch", reason="torch is part of requirements-dev.txt")
     worker = Path(__file__).parent / "ddp_worker.py"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
@@ -276,7 +285,7 @@ def test_ddp_smoke_with_torchrun(shards):
 
 
 def test_example_trainer_runs(tmp_path):
-    pytest.importorskip("torch", reason="torch is part of requirements-dev.txt")
+    require("torch", reason="torch is part of requirements-dev.txt")
     out, val = tmp_path / "ds128", tmp_path / "val128"
     alexpipe.build_shards(FIXTURES, out, size=128, progress=False)
     alexpipe.build_shards(ROOT / "fixtures" / "val", val, size=128, progress=False)

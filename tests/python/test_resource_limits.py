@@ -4,25 +4,18 @@ build process alone (a fresh Python parent, so RUSAGE_CHILDREN sees only it) and
 per-worker bound stated in docs/RELIABILITY.md."""
 
 import json
-import struct
 import subprocess
 import sys
 import zlib
 
 from alexpipe_format import Dataset
-from conftest import BIN
+from conftest import BIN, png_bytes
 from PIL import Image
 
 MAX_PIXELS = 4_194_304  # --max-pixels for this test: the bound scales with it
 
 
-def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def png(w, h, idat):
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+png = png_bytes
 
 
 def peak_rss_bytes(args):

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 from alexpipe_format import Dataset
-from conftest import BIN, ROOT, run_build
+from conftest import BIN, ROOT, numpy_stats, run_build
 
 
 @pytest.fixture(scope="module")
@@ -16,18 +16,13 @@ def built(tmp_path_factory):
     return out
 
 
-def numpy_stats(ds):
-    imgs = np.stack([ds.pixels(i)[0] for i in range(len(ds))]).astype(np.float64)
-    px = imgs.reshape(-1, 3)
-    cov = np.cov(px, rowvar=False, bias=True)
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1]
-    return imgs.mean(axis=0), px.mean(axis=0), px.std(axis=0), cov, vals[order], vecs[:, order]
+def dataset_stats(ds):
+    return numpy_stats(np.stack([ds.pixels(i)[0] for i in range(len(ds))]))
 
 
 def test_stats_match_numpy(built):
     ds = Dataset(built)
-    mean_image, mean, std, cov, vals, vecs = numpy_stats(ds)
+    mean_image, mean, std, cov, vals, vecs = dataset_stats(ds)
     s = ds.manifest["stats"]
     assert s["images"] == len(ds)
     assert ds.mean_image.dtype == np.float32 and ds.mean_image.shape == (256, 256, 3)
