@@ -15,7 +15,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features alexpipe/hdf5,alexpipe-python/hdf5 -- -D warnings
 cargo clippy -p alexpipe --all-targets -- -D warnings
 # Every public item documented (#![deny(missing_docs)]) and the docs build without a warning.
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --features alexpipe/hdf5,alexpipe-python/hdf5
+RUSTDOCFLAGS="-D warnings" cargo doc --release --no-deps --workspace --features alexpipe/hdf5,alexpipe-python/hdf5
 # Release: one optimised build serves the Rust tests, the binaries the Python tests run and the
 # trainer (libtorch-linked code is slow to build; a second, debug build would double CI time).
 cargo test --release --features alexpipe/hdf5
