@@ -31,11 +31,11 @@ pub mod loader;
 pub mod prep;
 pub mod progress;
 pub mod sampler;
-pub mod state;
 pub mod seed;
 pub mod shards;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stats;
 #[cfg(test)]
 mod test_pixels;

@@ -566,7 +566,12 @@ fn recipe(
     for v in mean_image.iter().chain(&channel.0).chain(&channel.1) {
         norm = norm.bytes(&v.to_bits().to_le_bytes());
     }
-    for v in eigenbasis.eigvecs.iter().flatten().chain(&eigenbasis.axis_std) {
+    for v in eigenbasis
+        .eigvecs
+        .iter()
+        .flatten()
+        .chain(&eigenbasis.axis_std)
+    {
         norm = norm.u64(v.to_bits());
     }
     let layout = match config.layout {

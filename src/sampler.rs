@@ -93,7 +93,13 @@ impl Sampler {
         let end = start + self.samples_per_rank_from(start) * world;
         (start + self.rank..end)
             .step_by(world)
-            .map(|p| order[if p < self.len { p } else { (p - self.len) % self.len }])
+            .map(|p| {
+                order[if p < self.len {
+                    p
+                } else {
+                    (p - self.len) % self.len
+                }]
+            })
             .collect()
     }
 }

@@ -230,7 +230,9 @@ mod tests {
             assert!(matches!(LoaderState::from_json(bad), Err(Error::Usage(_))));
         }
         let extra = s.to_json().replace('}', r#","rank":0}"#);
-        assert!(matches!(LoaderState::from_json(&extra), Err(Error::Usage(m)) if m.contains("rank")));
+        assert!(
+            matches!(LoaderState::from_json(&extra), Err(Error::Usage(m)) if m.contains("rank"))
+        );
     }
 
     #[test]
