@@ -498,6 +498,34 @@ impl Loader {
         Ok(())
     }
 
+    /// The epoch the next iteration uses.
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    /// The dataset being read.
+    #[getter]
+    fn dataset(&self) -> Dataset {
+        Dataset {
+            inner: self.inner.dataset().clone(),
+        }
+    }
+
+    /// Runs the current epoch inside Rust, dropping each batch (the engine without Python, for
+    /// benchmarks). Returns `(images, seconds)`.
+    fn drain_epoch(&self, py: Python<'_>) -> PyResult<(usize, f64)> {
+        py.detach(|| {
+            let t = std::time::Instant::now();
+            let mut images = 0;
+            for batch in self.inner.iter() {
+                images += batch?.shape()[0];
+            }
+            Ok((images, t.elapsed().as_secs_f64()))
+        })
+        .map_err(to_py)
+    }
+
     fn __iter__(&mut self) -> LoaderIter {
         // A loaded position serves one iteration; the next one starts the epoch afresh.
         self.leave_iteration();
