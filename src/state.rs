@@ -18,6 +18,17 @@
 //! had. Under the same world and batch size the resumed batches are bit-identical to the
 //! uninterrupted run's.
 //!
+//! Padding: an epoch under `W` ranks is padded to a multiple of `W` by repeating its first records
+//! (as PyTorch's `DistributedSampler`). A state taken mid-epoch has consumed no padding (fewer
+//! positions than records). A resumed epoch pads its rest the same way for its own world size `W'`:
+//! up to `W' - 1` positions past the order's end, read as the epoch's first records — records
+//! trained before the interruption. So across the interrupted and the resumed run every record of
+//! the epoch is trained exactly once, plus at most `W' - 1` repeats of already-trained records
+//! (none when `W'` divides the rest); under the same world size this is exactly the uninterrupted
+//! epoch's padding. With `drop_last`, each rank drops its last partial batch of the resumed part as
+//! of a whole epoch: the same records as uninterrupted under the same world and batch size, under
+//! others possibly others, and never a record twice beyond the padding.
+//!
 //! Not for: checkpointing the model, or a loader's position per rank (ranks at different steps).
 
 use serde::{Deserialize, Serialize};
