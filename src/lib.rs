@@ -35,6 +35,7 @@ pub mod seed;
 pub mod shards;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stats;
 #[cfg(test)]
 mod test_pixels;
@@ -46,4 +47,5 @@ pub use error::{Error, Result};
 pub use hdf5::H5Keys;
 pub use loader::{Batch, Eigenbasis, Epoch, Layout, Loader, LoaderConfig, MeanMode, Next};
 pub use source::{DatasetInfo, Mode};
+pub use state::LoaderState;
 pub use stats::Stats;

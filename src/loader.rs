@@ -9,6 +9,10 @@
 //! the steady state. Every random choice comes from (seed, epoch, record index), so batches are
 //! bit-identical whatever the thread count. Dropping the epoch iterator, even mid-epoch with
 //! workers blocked, stops and joins every worker.
+//!
+//! Resuming: [`Loader::state`] (or [`Epoch::state`]) reports after any batch a [`LoaderState`],
+//! and [`Loader::resume`] starts the epoch's rest from one at once, under any world size (see
+//! [`crate::state`]).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,6 +27,7 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
 use crate::sampler::{train_params, Sampler};
+use crate::state::{Digest, LoaderState, STATE_VERSION};
 use crate::stats::Stats;
 
 /// Memory layout of a batch's images.
@@ -206,7 +211,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Position of the batch in its epoch.
+    /// Position of the batch in its epoch: on a resumed epoch, counted from the epoch's start
+    /// when the world and batch size are those the state was saved with (else from
+    /// ⌊consumed / (world · batch)⌋).
     pub fn index(&self) -> usize {
         self.index
     }
@@ -270,6 +277,11 @@ pub struct Loader {
     eigenbasis: Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
     subset: Option<Arc<Vec<usize>>>,
+    /// Positions of the current epoch's global order already consumed: where `iter` starts.
+    position: usize,
+    /// [`LoaderState::dataset`] and [`LoaderState::recipe`] of this loader.
+    dataset_digest: String,
+    recipe: String,
 }
 
 impl Loader {
@@ -332,6 +344,8 @@ impl Loader {
         };
         let mean_image = Arc::new(stats.mean_image.clone());
         let (pool_tx, pool_rx) = unbounded();
+        let recipe = recipe(&config, &mean_image, &eigenbasis, channel);
+        let dataset_digest = dataset_digest(&dataset, None);
         Ok(Loader {
             dataset,
             config,
@@ -342,6 +356,9 @@ impl Loader {
             eigenbasis,
             channel,
             subset: None,
+            position: 0,
+            dataset_digest,
+            recipe,
         })
     }
 
@@ -355,7 +372,9 @@ impl Loader {
                 "subset index {bad} is past the dataset's {len} images"
             )));
         }
+        self.dataset_digest = dataset_digest(&self.dataset, Some(&indices));
         self.subset = Some(Arc::new(indices));
+        self.position = 0;
         Ok(self)
     }
 
@@ -370,9 +389,72 @@ impl Loader {
     }
 
     /// Sets the epoch of the next [`Loader::iter`] (its order and augmentations), as PyTorch's
-    /// `sampler.set_epoch`.
+    /// `sampler.set_epoch`. Another epoch starts at its beginning; the epoch already set keeps
+    /// its position, so `set_epoch(state.epoch)` after [`Loader::resume`] still resumes.
     pub fn set_epoch(&mut self, epoch: u64) {
+        if epoch != self.epoch {
+            self.position = 0;
+        }
         self.epoch = epoch;
+    }
+
+    /// Positions of the current epoch's global order consumed before the next [`Loader::iter`]
+    /// (0 unless set by [`Loader::resume`]).
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Makes the next [`Loader::iter`] start the current epoch from its beginning.
+    pub fn rewind(&mut self) {
+        self.position = 0;
+    }
+
+    /// The state after `consumed_batches` batches of an iteration started now ([`Loader::iter`]
+    /// from the current epoch and position), at a step where every rank has consumed that many:
+    /// `consumed_batches == self.len()` completes the epoch and is reported as the next epoch at
+    /// its start. [`Error::Usage`] past the iteration's end.
+    pub fn state(&self, consumed_batches: usize) -> Result<LoaderState> {
+        self.start_state().advanced(
+            consumed_batches,
+            self.len(),
+            self.config.world_size,
+            self.config.batch_size,
+        )
+    }
+
+    /// The state at the current epoch and position.
+    fn start_state(&self) -> LoaderState {
+        LoaderState {
+            version: STATE_VERSION,
+            seed: self.config.seed,
+            epoch: self.epoch,
+            consumed: self.position as u64,
+            records: self.sampler().len as u64,
+            dataset: self.dataset_digest.clone(),
+            recipe: self.recipe.clone(),
+            world_size: self.config.world_size as u64,
+            batch_size: self.config.batch_size as u64,
+        }
+    }
+
+    /// Sets the epoch and position from `state`, so the next [`Loader::iter`] yields this rank's
+    /// part of the epoch's rest: no skipped batch is built, whatever the position. The world
+    /// size, batch size, threads and prefetch may differ from the saving loader's; the rest of the
+    /// epoch is then split among this loader's ranks (padded, as a whole epoch is, by repeating
+    /// the epoch's first records: [`Sampler::indices_from`]). A state from another dataset, seed
+    /// or recipe, or a corrupt one, is refused with [`Error::Usage`] naming what differs; the
+    /// loader is then unchanged.
+    pub fn resume(&mut self, state: &LoaderState) -> Result<()> {
+        state.check_fits(&self.start_state())?;
+        if state.consumed >= state.records && state.records > 0 {
+            // A whole epoch consumed: the next one, from its start.
+            self.epoch = state.epoch.saturating_add(1);
+            self.position = 0;
+        } else {
+            self.epoch = state.epoch;
+            self.position = state.consumed as usize;
+        }
+        Ok(())
     }
 
     /// The epoch the next iteration uses.
@@ -390,9 +472,9 @@ impl Loader {
         }
     }
 
-    /// Batches per epoch on this rank.
+    /// Batches per epoch on this rank (of the epoch's rest, after [`Loader::resume`]).
     pub fn len(&self) -> usize {
-        let n = self.sampler().samples_per_rank();
+        let n = self.sampler().samples_per_rank_from(self.position);
         if self.config.drop_last {
             n / self.config.batch_size
         } else {
@@ -412,7 +494,7 @@ impl Loader {
     /// Starts the workers for the current epoch and returns its batches in order. The epoch owns
     /// what it needs: it can outlive this borrow and move to another thread (e.g. a Python iterator).
     pub fn iter(&self) -> Epoch {
-        let mut indices = self.sampler().epoch_indices(self.epoch);
+        let mut indices = self.sampler().indices_from(self.epoch, self.position);
         if let Some(subset) = &self.subset {
             for i in &mut indices {
                 *i = subset[*i];
@@ -440,9 +522,10 @@ impl Loader {
             let job = job.clone();
             let stop = stop_rx.clone();
             let pool = (self.pool_tx.clone(), self.pool_rx.clone());
+            let first = self.first_batch_index();
             let spawned = std::thread::Builder::new()
                 .name(format!("alexpipe-loader-{w}"))
-                .spawn(move || worker(&job, w, workers, batches, &tx, &stop, &pool));
+                .spawn(move || worker(&job, w, workers, batches, first, &tx, &stop, &pool));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -461,8 +544,80 @@ impl Loader {
             stop: Some(stop_tx),
             handles,
             waited: Duration::ZERO,
+            start: self.start_state(),
         }
     }
+
+    /// The epoch index of the first batch [`Loader::iter`] yields (see [`Batch::index`]).
+    fn first_batch_index(&self) -> usize {
+        self.position / (self.config.world_size * self.config.batch_size)
+    }
+}
+
+/// [`LoaderState::recipe`]: every setting that changes what a record becomes, as `key=value`
+/// words, with a digest of the normalisation constants.
+fn recipe(
+    config: &LoaderConfig,
+    mean_image: &[f32],
+    eigenbasis: &Eigenbasis,
+    channel: ([f32; 3], [f32; 3]),
+) -> String {
+    let mut norm = Digest::new();
+    for v in mean_image.iter().chain(&channel.0).chain(&channel.1) {
+        norm = norm.bytes(&v.to_bits().to_le_bytes());
+    }
+    for v in eigenbasis
+        .eigvecs
+        .iter()
+        .flatten()
+        .chain(&eigenbasis.axis_std)
+    {
+        norm = norm.u64(v.to_bits());
+    }
+    let layout = match config.layout {
+        Layout::F32Nchw => "f32_nchw",
+        Layout::U8Nhwc => "u8_nhwc",
+    };
+    let mean = match config.mean {
+        MeanMode::Image => "image",
+        MeanMode::Channel => "channel",
+        MeanMode::ImageNet => "imagenet",
+    };
+    format!(
+        "train={} shuffle={} drop_last={} crop={} flip={} lighting={} ten_crop={} layout={layout} \
+         mean={mean} norm={}",
+        config.train,
+        config.shuffle,
+        config.drop_last,
+        config.crop,
+        config.flip,
+        config.lighting,
+        config.ten_crop,
+        norm.hex()
+    )
+}
+
+/// [`LoaderState::dataset`]: what the records are (not where or when they were built).
+fn dataset_digest(dataset: &Dataset, subset: Option<&[usize]>) -> String {
+    let info = dataset.info();
+    let mut d = Digest::new()
+        .str(info.mode.name())
+        .u64(info.size as u64)
+        .u64(info.num_records);
+    d = d.u64(info.classes.len() as u64);
+    for c in &info.classes {
+        d = d.str(c);
+    }
+    for &n in &info.class_counts {
+        d = d.u64(n);
+    }
+    if let Some(s) = subset {
+        d = d.u64(s.len() as u64);
+        for &i in s {
+            d = d.u64(i as u64);
+        }
+    }
+    d.hex()
 }
 
 /// Everything a worker needs for one epoch.
@@ -476,11 +631,13 @@ struct Job {
     channel: ([f32; 3], [f32; 3]),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker(
     job: &Job,
     w: usize,
     workers: usize,
     batches: usize,
+    first: usize,
     tx: &Sender<Result<Batch>>,
     stop: &Receiver<()>,
     pool: &(Sender<Buffers>, Receiver<Buffers>),
@@ -501,7 +658,7 @@ fn worker(
             ))
         });
         let result = built.map(|(shape, bufs)| Batch {
-            index: k,
+            index: first + k,
             layout: job.config.layout,
             shape,
             wait: Duration::ZERO,
@@ -632,6 +789,8 @@ pub struct Epoch {
     stop: Option<Sender<()>>,
     handles: Vec<JoinHandle<()>>,
     waited: Duration,
+    /// The state the epoch started from.
+    start: LoaderState,
 }
 
 /// What [`Epoch::next_within`] found.
@@ -680,6 +839,17 @@ impl Epoch {
     /// Batches in this epoch.
     pub fn batches(&self) -> usize {
         self.batches
+    }
+
+    /// The state after the batches handed out so far (see [`Loader::state`]; exact when every
+    /// rank has been handed as many).
+    pub fn state(&self) -> LoaderState {
+        let world = self.start.world_size as usize;
+        let batch = self.start.batch_size as usize;
+        // `next` never passes `batches`, so this cannot fail; the start state is the fallback.
+        self.start
+            .advanced(self.next, self.batches, world, batch)
+            .unwrap_or_else(|_| self.start.clone())
     }
 }
 

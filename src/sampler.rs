@@ -38,17 +38,22 @@ pub struct Sampler {
 impl Sampler {
     /// Number of indices [`Sampler::epoch_indices`] returns.
     pub fn samples_per_rank(&self) -> usize {
+        self.samples_per_rank_from(0)
+    }
+
+    /// Number of indices [`Sampler::indices_from`] returns for `start`: this rank's share of the
+    /// epoch's global order from position `start` on (padded as [`Sampler::indices_from`] says).
+    pub fn samples_per_rank_from(&self, start: usize) -> usize {
+        let rest = self.len - start.min(self.len);
         match self.world_size.max(1) {
-            1 => self.len,
-            world => self.len.div_ceil(world),
+            1 => rest,
+            world => rest.div_ceil(world),
         }
     }
 
-    /// The record indices of `epoch` for this rank. With several ranks, the epoch's order is padded
-    /// by repeating its first indices until it divides evenly (as PyTorch's `DistributedSampler`
-    /// with `drop_last=False`), then rank r takes positions r, r + world, r + 2·world, …: the ranks'
-    /// parts are equal, disjoint up to the padding, and together cover the epoch.
-    pub fn epoch_indices(&self, epoch: u64) -> Vec<usize> {
+    /// The epoch's global order: every record once, in a random permutation derived from
+    /// (seed, epoch) alone (Fisher–Yates), or sequential.
+    pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len).collect();
         if self.shuffle {
             let mut rng = rng_for(self.seed, epoch, PERMUTATION_STREAM);
@@ -58,17 +63,44 @@ impl Sampler {
                 order.swap(i, j);
             }
         }
+        order
+    }
+
+    /// The record indices of `epoch` for this rank. With several ranks, the epoch's order is padded
+    /// by repeating its first indices until it divides evenly (as PyTorch's `DistributedSampler`
+    /// with `drop_last=False`), then rank r takes positions r, r + world, r + 2·world, …: the ranks'
+    /// parts are equal, disjoint up to the padding, and together cover the epoch.
+    pub fn epoch_indices(&self, epoch: u64) -> Vec<usize> {
+        self.indices_from(epoch, 0)
+    }
+
+    /// This rank's part of the rest of `epoch` once the first `start` positions of its global order
+    /// ([`Sampler::epoch_order`]) are consumed: the positions `start..len` are split as
+    /// [`Sampler::epoch_indices`] splits a whole epoch — rank r takes `start + r`, `start + r +
+    /// world`, … — after padding them to a multiple of `world` with the epoch's first indices
+    /// (position `len + k` is position `k`, exactly the padding of an uninterrupted epoch). So
+    /// `start = 0` is [`Sampler::epoch_indices`]; a `start` that is a multiple of `world` (a resume
+    /// under the same world size) gives each rank exactly the tail of its uninterrupted part; any
+    /// other world size splits the rest among its ranks, each record of it once, plus at most
+    /// `world - 1` padding repeats. `start ≥ len`: nothing is left.
+    pub fn indices_from(&self, epoch: u64, start: usize) -> Vec<usize> {
+        let order = self.epoch_order(epoch);
+        let start = start.min(self.len);
         let world = self.world_size.max(1);
-        if world == 1 || order.is_empty() {
-            return order;
+        if world == 1 {
+            return order[start..].to_vec();
         }
-        let total = self.len.div_ceil(world) * world;
-        let mut k = 0;
-        while order.len() < total {
-            order.push(order[k % self.len]);
-            k += 1;
-        }
-        order.into_iter().skip(self.rank).step_by(world).collect()
+        let end = start + self.samples_per_rank_from(start) * world;
+        (start + self.rank..end)
+            .step_by(world)
+            .map(|p| {
+                order[if p < self.len {
+                    p
+                } else {
+                    (p - self.len) % self.len
+                }]
+            })
+            .collect()
     }
 }
 

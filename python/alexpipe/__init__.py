@@ -21,6 +21,18 @@ rebuild), ``RejectedInputError`` (``strict=True`` builds), ``UnsupportedError`` 
 build lacks) and ``InternalError`` (a bug: please report it). ``alexpipe.torch`` yields torch
 tensors.
 
+Resuming mid-epoch: ``state = loader.state_dict()`` after any batch (a dict of ints and strings, the
+same on every rank at a step they all reached: the epoch and how many positions of its global order
+all ranks together consumed, with the seed and what identifies the dataset and recipe);
+``loader.load_state_dict(state)`` in a new process starts the next iteration there, at once, under any
+``world_size``, threads or prefetch — the rest of the epoch split among the new ranks (padded, like a
+whole epoch, by repeating the epoch's first records), each record with the augmentation it would
+have had, bit-identical batches under the same world and batch size. A state saved at an epoch's end
+starts the next epoch; ``set_epoch`` to the state's epoch keeps the position, another epoch drops
+it; the position serves one iteration. A state from another dataset, seed or recipe, or a corrupt
+one, raises ``ValueError`` naming what differs. ``Loader`` and ``alexpipe.torch.TorchLoader`` follow
+the ``Stateful`` protocol of ``torch.distributed.checkpoint``.
+
 HDF5 (package built with the ``hdf5`` feature): ``Dataset("file.h5")`` or
 ``Dataset("file.h5", images_key=..., labels_key=...)`` reads any N×S×S×3 uint8 image dataset with its
 labels, ``build_shards(..., format="hdf5")`` writes one, ``convert(input, out)`` goes either way.

@@ -4,12 +4,23 @@
 copied to pinned host memory (when ``pin_memory``) and sent with a non-blocking copy, so the copy of
 batch k+1 overlaps the computation on batch k.
 
+``TorchLoader`` is ``Stateful`` (``state_dict()`` / ``load_state_dict()``, the protocol of
+``torch.distributed.checkpoint``, Lightning and accelerate): save it with the model at a step every
+rank has reached, load it, and the next iteration resumes the epoch there — under any number of
+processes, each remaining record trained once, with the augmentation it would have had::
+
+    import torch.distributed.checkpoint as dcp
+    dcp.save({"model": model_state, "loader": loader}, checkpoint_id=path)   # mid-epoch
+    ...
+    loader = TorchLoader(path_to_shards, rank=rank, world_size=new_world)
+    dcp.load({"model": model_state, "loader": loader}, checkpoint_id=path)   # resumes the epoch
+
 Importable only when torch is installed.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 
@@ -32,6 +43,14 @@ class TorchLoader:
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch of the next iteration (order and augmentation)."""
         self.loader.set_epoch(epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The loader's state after the batches yielded so far (:meth:`alexpipe.Loader.state_dict`)."""
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Resumes the next iteration from ``state_dict`` (:meth:`alexpipe.Loader.load_state_dict`)."""
+        self.loader.load_state_dict(state_dict)
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         for images, labels, *_ in self.loader:

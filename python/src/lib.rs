@@ -4,6 +4,7 @@
 //! waiting for a batch; Ctrl-C raises `KeyboardInterrupt` within 0.1 s.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -353,10 +354,17 @@ struct BatchBuffer {
 
 /// The engine: an iterable of `(images, labels)` batches (plus a dict of per-image augmentation
 /// parameters with `debug=True`). See the package docs for every option.
+///
+/// Resumable (the `Stateful` protocol of `torch.distributed.checkpoint`): `state_dict()` after
+/// any batch, `load_state_dict(d)` to start the next iteration at that point, under any world
+/// size; see `alexpipe::state`.
 #[pyclass(module = "alexpipe._alexpipe")]
 struct Loader {
     inner: alexpipe::Loader,
     debug: bool,
+    /// Batches handed out by the latest iteration, when one was started at the current epoch and
+    /// position (shared with its `LoaderIter`).
+    active: Option<Arc<AtomicUsize>>,
 }
 
 #[pymethods]
@@ -437,7 +445,11 @@ impl Loader {
             None => inner,
         }
         .map_err(to_py)?;
-        Ok(Loader { inner, debug })
+        Ok(Loader {
+            inner,
+            debug,
+            active: None,
+        })
     }
 
     /// Batches per epoch.
@@ -446,8 +458,44 @@ impl Loader {
     }
 
     /// Sets the epoch of the next iteration (order and augmentation), as `DistributedSampler.set_epoch`.
+    /// After `load_state_dict`, setting the state's own epoch keeps the loaded position.
     fn set_epoch(&mut self, epoch: u64) {
+        self.leave_iteration();
         self.inner.set_epoch(epoch);
+    }
+
+    /// The loader's state after the batches handed out so far (a dict of ints and strings: seed,
+    /// epoch, consumed — positions of the epoch's global order all ranks together consumed — and
+    /// what identifies the dataset and recipe). Take it at a step every rank has reached; it is
+    /// the same on every rank. After an epoch's last batch it is the next epoch at 0.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let done = self.active.as_ref().map_or(0, |n| n.load(Ordering::SeqCst));
+        let state = self.inner.state(done).map_err(to_py)?;
+        // Through the state's one serialised form (its fields are ints and strings).
+        py.import("json")?.call_method1("loads", (state.to_json(),))
+    }
+
+    /// Starts the next iteration where `state` (from `state_dict()`, here or in another process,
+    /// with any world size, threads or prefetch) stopped: the rest of its epoch, split among this
+    /// loader's ranks, each record with the augmentation it would have had. A state at an
+    /// epoch's end starts the next epoch. The position applies to the next iteration only.
+    /// `ValueError` naming what differs for a state of another dataset, seed or recipe, or a
+    /// corrupt one; the loader is then unchanged.
+    fn load_state_dict(&mut self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        if state.cast::<PyDict>().is_err() {
+            return Err(PyValueError::new_err(
+                "not an alexpipe loader state: expected a dict (from Loader.state_dict())",
+            ));
+        }
+        let json: String = py
+            .import("json")?
+            .call_method1("dumps", (state,))
+            .and_then(|j| j.extract())
+            .map_err(|e| PyValueError::new_err(format!("not an alexpipe loader state: {e}")))?;
+        let state = alexpipe::LoaderState::from_json(&json).map_err(to_py)?;
+        self.inner.resume(&state).map_err(to_py)?;
+        self.active = None;
+        Ok(())
     }
 
     /// The epoch the next iteration uses.
@@ -478,10 +526,24 @@ impl Loader {
         .map_err(to_py)
     }
 
-    fn __iter__(&self) -> LoaderIter {
+    fn __iter__(&mut self) -> LoaderIter {
+        // A loaded position serves one iteration; the next one starts the epoch afresh.
+        self.leave_iteration();
+        let handed = Arc::new(AtomicUsize::new(0));
+        self.active = Some(handed.clone());
         LoaderIter {
             epoch: Some(self.inner.iter()),
             debug: self.debug,
+            handed,
+        }
+    }
+}
+
+impl Loader {
+    /// Forgets the latest iteration; if there was one, the next starts at the epoch's beginning.
+    fn leave_iteration(&mut self) {
+        if self.active.take().is_some() {
+            self.inner.rewind();
         }
     }
 }
@@ -491,6 +553,8 @@ impl Loader {
 struct LoaderIter {
     epoch: Option<alexpipe::Epoch>,
     debug: bool,
+    /// Batches handed out (what the loader's `state_dict` counts).
+    handed: Arc<AtomicUsize>,
 }
 
 #[pymethods]
@@ -510,7 +574,10 @@ impl LoaderIter {
                     self.epoch = None;
                     return Ok(None);
                 }
-                Next::Batch(b) => break b.map_err(to_py)?,
+                Next::Batch(b) => {
+                    self.handed.fetch_add(1, Ordering::SeqCst);
+                    break b.map_err(to_py)?;
+                }
             }
         };
         let labels = PyArray1::from_slice(py, batch.labels());
