@@ -14,6 +14,7 @@
 //! - [`augment`] (§4.1): crops, reflections, PCA lighting, mean subtraction; fused hot loops.
 //! - [`sampler`]: epoch order, distributed ranks, per-sample random draws from (seed, epoch, index).
 //! - [`loader`] (§4.1): the multi-threaded engine that streams augmented batches.
+//! - [`state`]: the loader's position in an epoch, for exact, instant, elastic resume.
 //! - [`cli`]: the command line (`alexpipe`, `build-shards`), defined once.
 //! - Shared helpers: [`error`] (errors by kind), [`atomic_file`], [`seed`], [`threads`],
 //!   [`progress`].
