@@ -14,7 +14,7 @@ use alexpipe_train::metrics::read_rows;
 use alexpipe_train::pictures::curves;
 use alexpipe_train::run_dir::{curves_png, last_checkpoint};
 use alexpipe_train::train::evaluate_checkpoint;
-use alexpipe_train::{run, ModelOptions, Recipe, RunConfig};
+use alexpipe_train::{run, ModelOptions, Recipe, RunConfig, TrainError, WeightInit};
 use tch::{Device, Kind, Tensor};
 
 mod common;
@@ -228,6 +228,41 @@ fn one_epoch_run(dir: &Path) -> (std::path::PathBuf, RunConfig) {
     cfg.recipe.epochs = 1;
     run(&cfg, &never()).expect("training");
     (data, cfg)
+}
+
+/// A learning rate far too high makes the loss non-finite: the run stops with `Diverged`, naming
+/// where, and its message says what to do.
+#[test]
+fn a_diverging_loss_is_its_own_error() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let mut cfg = config(&data, &tmp.path().join("run"));
+    cfg.model.init = WeightInit::Kaiming;
+    cfg.recipe.lr = 1e30;
+    match run(&cfg, &never()) {
+        Err(e @ TrainError::Diverged { epoch, loss, .. }) => {
+            assert!(epoch <= 2 && !loss.is_finite(), "{e}");
+            assert!(e.to_string().contains("lower --lr"), "{e}");
+        }
+        other => panic!("expected Diverged, got {other:?}"),
+    }
+}
+
+/// Options no run can use are usage errors, before any data is read.
+#[test]
+fn impossible_options_are_usage_errors() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut cfg = config(&tmp.path().join("missing"), &tmp.path().join("run"));
+    cfg.recipe.batch_size = 0;
+    let err = run(&cfg, &never()).expect_err("batch of 0");
+    assert!(matches!(err, TrainError::Usage(_)), "{err:?}");
+    assert!(err.to_string().contains("--batch-size"), "{err}");
+    // A missing dataset is a data error naming it.
+    cfg.recipe.batch_size = 4;
+    let err = run(&cfg, &never()).expect_err("no dataset");
+    assert!(matches!(err, TrainError::Data(_)), "{err:?}");
+    assert!(err.to_string().contains("missing"), "{err}");
 }
 
 #[test]

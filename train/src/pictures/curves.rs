@@ -372,4 +372,31 @@ mod tests {
         assert!(plain.pixels().all(|p| p != &LR_DROP), "no drop, no marker");
         assert!(curves_image(&[]).is_err());
     }
+
+    #[test]
+    fn rows_without_top5_draw_no_top5_curves() {
+        let top5_colours = |img: &RgbImage| {
+            img.pixels()
+                .filter(|&p| p == &TRAIN_TOP5 || p == &VAL_TOP5)
+                .count()
+        };
+        assert!(top5_colours(&curves_image(&rows(&[])).expect("rows")) > 0);
+        // 5 classes or fewer: no top-5 values (null in metrics.jsonl), no curve, no legend entry.
+        let r: Vec<EpochRow> = rows(&[])
+            .into_iter()
+            .map(|r| EpochRow {
+                train_top5_err: None,
+                val_top5_err: None,
+                ..r
+            })
+            .collect();
+        let img = curves_image(&r).expect("rows");
+        assert_eq!(top5_colours(&img), 0);
+        let ep = layout(&r).error;
+        for row in &r {
+            let x = ep.px(row.epoch as f64);
+            assert!(near(&img, x, ep.py(row.val_top1_err), VAL));
+            assert!(near(&img, x, ep.py(row.train_top1_err), TRAIN));
+        }
+    }
 }
