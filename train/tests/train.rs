@@ -393,3 +393,48 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
         .to_string_lossy()
         .contains("partial")));
 }
+
+/// `train --help` lists the paper's recipe under one heading and the narrow-network flags under
+/// another.
+#[test]
+fn help_groups_the_papers_recipe_apart_from_the_narrow_network_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_train"))
+        .arg("--help")
+        .output()
+        .expect("train --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let at = |s: &str| {
+        help.find(s)
+            .unwrap_or_else(|| panic!("`{s}` missing from --help:\n{help}"))
+    };
+    let (paper, narrow) = (at("The paper's recipe"), at("Narrow networks"));
+    assert!(paper < narrow, "{help}");
+    for flag in [
+        "--epochs <",
+        "--batch-size <",
+        "--lr <",
+        "--momentum <",
+        "--weight-decay <",
+        "--patience <",
+        "--lr-drop-after <",
+        "--max-lr-drops <",
+        "--crop <",
+        "--dropout <",
+        "--lighting <",
+        "--ten-crop",
+    ] {
+        let i = at(flag);
+        assert!(
+            paper < i && i < narrow,
+            "{flag} is not under the paper's recipe:\n{help}"
+        );
+    }
+    for flag in ["--width <", "--init <", "--bias-init <", "--normalize <"] {
+        assert!(
+            at(flag) > narrow,
+            "{flag} is not under narrow networks:\n{help}"
+        );
+    }
+    assert!(at("--preset <") < paper, "--preset is a general option");
+}
