@@ -62,7 +62,7 @@ struct StoredStats {
     summary: StatsSummary,
 }
 
-/// [`MeanMode`] as checkpoints spell it (`"MeanImage"`, `"Channel"`).
+/// [`MeanMode`] as checkpoints spell it (`"MeanImage"`, `"Channel"`, `"ImageNet"`).
 mod mean_mode_serde {
     use alexpipe::MeanMode;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -71,12 +71,14 @@ mod mean_mode_serde {
     enum Stored {
         MeanImage,
         Channel,
+        ImageNet,
     }
 
     pub fn serialize<S: Serializer>(mode: &MeanMode, s: S) -> Result<S::Ok, S::Error> {
         match mode {
             MeanMode::Image => Stored::MeanImage,
             MeanMode::Channel => Stored::Channel,
+            MeanMode::ImageNet => Stored::ImageNet,
         }
         .serialize(s)
     }
@@ -85,6 +87,7 @@ mod mean_mode_serde {
         Ok(match Stored::deserialize(d)? {
             Stored::MeanImage => MeanMode::Image,
             Stored::Channel => MeanMode::Channel,
+            Stored::ImageNet => MeanMode::ImageNet,
         })
     }
 }
@@ -329,9 +332,17 @@ mod tests {
             "bias_init":"Caffe"},"classes":["a","b","c","d"],"normalize":"Channel","seed":3,
             "epoch":2,"step":1,"lr":0.002,"best":[40.0,2],"epochs_since_best":0,"lr_drops":1,
             "partial":{"images":4,"loss_sum":5.0,"top1":1,"top5":4,"wait_s":0.5,"seconds":2.0}}"#;
-        let image: TrainState =
-            serde_json::from_str(&state.replace("\"Channel\"", "\"MeanImage\"")).expect("reads");
-        assert_eq!(image.normalize, MeanMode::Image);
+        for (name, mode) in [
+            ("MeanImage", MeanMode::Image),
+            ("ImageNet", MeanMode::ImageNet),
+        ] {
+            let other: TrainState =
+                serde_json::from_str(&state.replace("\"Channel\"", &format!("\"{name}\"")))
+                    .expect("reads");
+            assert_eq!(other.normalize, mode);
+            let back = serde_json::to_value(&other).expect("json");
+            assert_eq!(back["normalize"], name);
+        }
         let state: TrainState = serde_json::from_str(state).expect("old state reads");
         assert_eq!(state.normalize, MeanMode::Channel);
         assert_eq!(

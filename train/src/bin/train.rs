@@ -32,6 +32,8 @@ enum NormArg {
     Image,
     /// Subtract the channel mean, divide by the channel std (unit-scale inputs, for --init kaiming).
     Channel,
+    /// torchvision's ImageNet channel mean and std, whatever the dataset.
+    Imagenet,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -161,6 +163,7 @@ impl Args {
                 None => p.normalize,
                 Some(NormArg::Image) => MeanMode::Image,
                 Some(NormArg::Channel) => MeanMode::Channel,
+                Some(NormArg::Imagenet) => MeanMode::ImageNet,
             },
             ten_crop: self.ten_crop || p.ten_crop,
             max_steps: self.max_steps.or(p.max_steps),
