@@ -1,20 +1,21 @@
 //! One-file checkpoints: model weights, momentum buffers, the training set's statistics and the
 //! training state (epoch, step, learning rate, best error, schedule counters, seed) in a single
-//! libtorch archive, written to a temporary file and renamed into place, so a crash never leaves a
-//! half-written checkpoint. Randomness needs no saved generator state: the engine draws from
+//! libtorch archive, written through [`alexpipe::atomic_file`] (a synced temporary file renamed
+//! into place), so a crash never leaves a half-written checkpoint. Randomness needs no saved generator state: the engine draws from
 //! (seed, epoch, record) and dropout is reseeded from (seed, epoch, step) before every step.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use alexpipe::Stats;
+use alexpipe::stats::StatsSummary;
+use alexpipe::{MeanMode, Stats};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::metrics::EpochTotals;
-use crate::model::AlexNetConfig;
+use crate::model::{AlexNet, AlexNetConfig};
+use crate::schedule::LrState;
 use crate::sgd::Sgd;
-use crate::train::InputNorm;
 
 /// Version of the archive layout.
 const FORMAT: u32 = 1;
@@ -30,7 +31,10 @@ pub enum CheckpointError {
         /// libtorch's message, without its C++ backtrace.
         message: String,
     },
-    /// Renaming the finished file into place failed.
+    /// Syncing or renaming the finished file into place failed (the error names the file).
+    #[error(transparent)]
+    Write(#[from] alexpipe::Error),
+    /// The file could not be opened or read.
     #[error("{path}: {source}")]
     Io {
         /// The checkpoint.
@@ -48,16 +52,44 @@ pub enum CheckpointError {
     },
 }
 
-/// The training set's statistics without the mean image (stored as a tensor).
+/// The training set's statistics without the mean image (stored as a tensor): the JSON object
+/// `{images, size, channel_mean, channel_std, covariance, eigvals, eigvecs}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct StatsMeta {
-    images: u64,
+struct StoredStats {
+    /// Side of the mean image.
     size: u32,
-    channel_mean: [f64; 3],
-    channel_std: [f64; 3],
-    covariance: [[f64; 3]; 3],
-    eigvals: [f64; 3],
-    eigvecs: [[f64; 3]; 3],
+    #[serde(flatten)]
+    summary: StatsSummary,
+}
+
+/// [`MeanMode`] as checkpoints spell it (`"MeanImage"`, `"Channel"`, `"ImageNet"`).
+mod mean_mode_serde {
+    use alexpipe::MeanMode;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    enum Stored {
+        MeanImage,
+        Channel,
+        ImageNet,
+    }
+
+    pub fn serialize<S: Serializer>(mode: &MeanMode, s: S) -> Result<S::Ok, S::Error> {
+        match mode {
+            MeanMode::Image => Stored::MeanImage,
+            MeanMode::Channel => Stored::Channel,
+            MeanMode::ImageNet => Stored::ImageNet,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MeanMode, D::Error> {
+        Ok(match Stored::deserialize(d)? {
+            Stored::MeanImage => MeanMode::Image,
+            Stored::Channel => MeanMode::Channel,
+            Stored::ImageNet => MeanMode::ImageNet,
+        })
+    }
 }
 
 /// The schedule and counters of a run: everything but tensors.
@@ -68,21 +100,17 @@ pub struct TrainState {
     /// Class names, index = label (from the training dataset's manifest).
     pub classes: Vec<String>,
     /// Input normalisation the network was trained with.
-    pub normalize: InputNorm,
+    #[serde(with = "mean_mode_serde")]
+    pub normalize: MeanMode,
     /// Seed of the engine's draws and of dropout.
     pub seed: u64,
     /// The epoch in progress (0-based); with `step == 0` the next epoch to start.
     pub epoch: u64,
     /// Batches of `epoch` already trained.
     pub step: u64,
-    /// Learning rate (ε).
-    pub lr: f64,
-    /// Lowest validation top-1 error so far, and its epoch.
-    pub best: Option<(f64, u64)>,
-    /// Epochs since the validation error last improved.
-    pub epochs_since_best: u64,
-    /// Times the learning rate has been divided.
-    pub lr_drops: u32,
+    /// The learning-rate schedule: rate, best error, counters (stored as fields of this object).
+    #[serde(flatten)]
+    pub schedule: LrState,
     /// The in-progress epoch's sums, so a resumed epoch reports all of its batches.
     pub partial: EpochTotals,
 }
@@ -134,14 +162,9 @@ pub fn save(
     let meta = serde_json::json!({
         "format": FORMAT,
         "state": state,
-        "stats": StatsMeta {
-            images: stats.images,
+        "stats": StoredStats {
             size: stats.size,
-            channel_mean: stats.channel_mean,
-            channel_std: stats.channel_std,
-            covariance: stats.covariance,
-            eigvals: stats.eigvals,
-            eigvecs: stats.eigvecs,
+            summary: stats.summary(),
         },
     });
     let meta = serde_json::to_vec(&meta).map_err(|e| invalid(e.to_string()))?;
@@ -159,11 +182,20 @@ pub fn save(
     for (name, v) in sgd.velocities() {
         named.push((format!("velocity/{name}"), v.to_device(Device::Cpu)));
     }
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    Tensor::save_multi(&named, &tmp).map_err(torch_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
+    alexpipe::atomic_file::write_with(path, |tmp| {
+        Tensor::save_multi(&named, tmp).map_err(torch_err(tmp))
+    })
+}
+
+/// Copies checkpoint `from` to `to` (`best.ot`) atomically.
+pub fn copy(from: &Path, to: &Path) -> Result<(), CheckpointError> {
+    alexpipe::atomic_file::write_with(to, |tmp| {
+        std::fs::copy(from, tmp)
+            .map(|_| ())
+            .map_err(|source| CheckpointError::Io {
+                path: to.to_path_buf(),
+                source,
+            })
     })
 }
 
@@ -215,7 +247,7 @@ pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
     }
     let state: TrainState = serde_json::from_value(meta["state"].clone())
         .map_err(|e| invalid(format!("bad training state: {e}")))?;
-    let s: StatsMeta = serde_json::from_value(meta["stats"].clone())
+    let s: StoredStats = serde_json::from_value(meta["stats"].clone())
         .map_err(|e| invalid(format!("bad statistics: {e}")))?;
     let mean_image = mean_image.ok_or_else(|| invalid("no mean image".into()))?;
     let side = i64::from(s.size);
@@ -229,16 +261,7 @@ pub fn load(path: &Path) -> Result<Restored, CheckpointError> {
         .flatten(0, -1)
         .try_into()
         .map_err(|_| invalid("unreadable mean image".into()))?;
-    let stats = Stats {
-        images: s.images,
-        size: s.size,
-        mean_image,
-        channel_mean: s.channel_mean,
-        channel_std: s.channel_std,
-        covariance: s.covariance,
-        eigvals: s.eigvals,
-        eigvecs: s.eigvecs,
-    };
+    let stats = Stats::from_summary(&s.summary, s.size, mean_image);
     Ok(Restored {
         state,
         stats,
@@ -278,5 +301,72 @@ impl Restored {
                 path: path.to_path_buf(),
                 reason,
             })
+    }
+}
+
+/// The network of a checkpoint, ready for inference, with the checkpoint's state and statistics.
+pub fn load_network(
+    path: &Path,
+    device: Device,
+) -> Result<(VarStore, AlexNet, TrainState, Stats), CheckpointError> {
+    let mut restored = load(path)?;
+    let mut vs = VarStore::new(device);
+    let net =
+        AlexNet::new(&vs.root(), &restored.state.model).map_err(|e| CheckpointError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("its network cannot be built: {e}"),
+        })?;
+    restored.load_weights(path, &mut vs)?;
+    Ok((vs, net, restored.state, restored.stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The meta JSON of a checkpoint written before the statistics and the schedule moved into
+    /// shared types: it must still read, to the same values.
+    #[test]
+    fn meta_json_of_this_format_still_reads() {
+        let state = r#"{"model":{"classes":4,"width":0.25,"input":224,"dropout":0.5,"init":"Kaiming",
+            "bias_init":"Caffe"},"classes":["a","b","c","d"],"normalize":"Channel","seed":3,
+            "epoch":2,"step":1,"lr":0.002,"best":[40.0,2],"epochs_since_best":0,"lr_drops":1,
+            "partial":{"images":4,"loss_sum":5.0,"top1":1,"top5":4,"wait_s":0.5,"seconds":2.0}}"#;
+        for (name, mode) in [
+            ("MeanImage", MeanMode::Image),
+            ("ImageNet", MeanMode::ImageNet),
+        ] {
+            let other: TrainState =
+                serde_json::from_str(&state.replace("\"Channel\"", &format!("\"{name}\"")))
+                    .expect("reads");
+            assert_eq!(other.normalize, mode);
+            let back = serde_json::to_value(&other).expect("json");
+            assert_eq!(back["normalize"], name);
+        }
+        let state: TrainState = serde_json::from_str(state).expect("old state reads");
+        assert_eq!(state.normalize, MeanMode::Channel);
+        assert_eq!(
+            state.schedule,
+            LrState {
+                lr: 0.002,
+                best: Some((40.0, 2)),
+                epochs_since_best: 0,
+                lr_drops: 1
+            }
+        );
+        let again: serde_json::Value = serde_json::to_value(&state).expect("json");
+        assert_eq!(again["normalize"], "Channel");
+        assert_eq!(again["lr"], 0.002);
+        assert_eq!(again["lr_drops"], 1);
+
+        let stats = r#"{"images":31,"size":72,"channel_mean":[1.0,2.0,3.0],"channel_std":[4.0,5.0,6.0],
+            "covariance":[[1.0,0.0,0.0],[0.0,1.0,0.0],[0.0,0.0,1.0]],"eigvals":[3.0,2.0,1.0],
+            "eigvecs":[[1.0,0.0,0.0],[0.0,1.0,0.0],[0.0,0.0,1.0]]}"#;
+        let s: StoredStats = serde_json::from_str(stats).expect("old statistics read");
+        assert_eq!((s.size, s.summary.images), (72, 31));
+        assert_eq!(s.summary.channel_std, [4.0, 5.0, 6.0]);
+        let again = serde_json::to_value(&s).expect("json");
+        let old: serde_json::Value = serde_json::from_str(stats).expect("json");
+        assert_eq!(again, old, "written back to the same object");
     }
 }

@@ -9,6 +9,11 @@
 use alexpipe::Batch;
 use tch::{Device, Kind, Tensor};
 
+/// A batch the trainer cannot use: the engine was not asked for f32 NCHW (a bug in the caller).
+#[derive(Debug, thiserror::Error)]
+#[error("the trainer needs f32 NCHW batches (Layout::F32Nchw)")]
+pub struct NotF32;
+
 /// Turns engine batches into device tensors.
 #[derive(Debug)]
 pub struct Feeder {
@@ -37,10 +42,8 @@ impl Feeder {
     }
 
     /// Starts moving `batch` to the device (asynchronously on CUDA).
-    pub fn upload(&mut self, batch: &Batch) -> Result<DeviceBatch, String> {
-        let images = batch
-            .images_f32()
-            .ok_or("the trainer needs f32 NCHW batches")?;
+    pub fn upload(&mut self, batch: &Batch) -> Result<DeviceBatch, NotF32> {
+        let images = batch.images_f32().ok_or(NotF32)?;
         let shape = batch.shape().map(|d| d as i64);
         let labels = Tensor::from_slice(batch.labels());
         if self.device == Device::Cpu {

@@ -2,20 +2,31 @@
 //! alexpipe engine. Modules mirror the paper:
 //! - [`model`] (§3): the network, LRN, the two-column grouped convolutions.
 //! - [`sgd`] (§5): the paper's momentum and weight-decay update.
-//! - [`train`] (§5, §6): the epoch loop, validation (centre or 10 patches), the learning-rate
-//!   schedule, checkpoints and resume.
+//! - [`recipe`] (§5): the hyper-parameters and the `paper`, `demo` and `small` presets.
+//! - [`schedule`] (§5): the learning-rate schedule, a pure function of the validation error.
+//! - [`train`] (§5, §6): the [`Trainer`]'s epoch (train, validate — centre or 10 patches — and
+//!   end of epoch), checkpoints and resume.
 //! - [`feed`]: batches from the engine to the device, overlapped with the running step.
-//! - [`metrics`], [`checkpoint`]: what a run writes.
+//! - [`metrics`], [`checkpoint`], [`run_dir`]: what a run writes, and where.
+//! - [`device`]: `--device auto|cpu|cuda`.
 //! - [`pictures`] (§6.1): the conv1 kernels (Figure 3), fc7 nearest neighbours (Figure 4) and the
 //!   training curves, as PNG files.
+//!
+//! Dependencies go one way: `train` → `pictures` → `checkpoint` → `model`, `sgd`, `schedule`,
+//! `metrics`; no module imports one that imports it back.
 
 pub mod checkpoint;
+pub mod device;
 pub mod feed;
 pub mod metrics;
 pub mod model;
 pub mod pictures;
+pub mod recipe;
+pub mod run_dir;
+pub mod schedule;
 pub mod sgd;
 pub mod train;
 
 pub use model::{AlexNet, AlexNetConfig, BiasInit, WeightInit};
-pub use train::{run, ModelOptions, Outcome, Recipe, RunConfig, TrainError};
+pub use recipe::{ModelOptions, Preset, Recipe};
+pub use train::{run, Outcome, RunConfig, TrainError, Trainer};

@@ -1,5 +1,9 @@
 //! What each epoch reports (§6 reports top-1 and top-5 error): running sums, the per-epoch row, and
 //! its two files in the run directory, `metrics.jsonl` (one JSON object per epoch) and `metrics.csv`.
+//!
+//! Top-5 error is reported only with more than 5 classes: with 5 or fewer every label is among the
+//! five highest scores and the error is 0 by construction. The columns stay: `null` in
+//! `metrics.jsonl`, empty in `metrics.csv`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,11 @@ pub fn topk_hits(scores: &Tensor, labels: &Tensor, k: i64) -> Tensor {
     let (_, top) = scores.topk(k, 1, true, true);
     let hits = top.eq_tensor(&labels.unsqueeze(1)).any_dim(1, false);
     hits.sum(Kind::Int64)
+}
+
+/// Whether top-5 error means something with `classes` classes (more than 5).
+pub fn top5_is_reported(classes: usize) -> bool {
+    classes > 5
 }
 
 /// Sums over the batches of one pass.
@@ -78,14 +87,14 @@ pub struct EpochRow {
     pub train_loss: f64,
     /// Training top-1 error, % (on the augmented patches, dropout on).
     pub train_top1_err: f64,
-    /// Training top-5 error, %.
-    pub train_top5_err: f64,
+    /// Training top-5 error, %; `None` (null) with 5 classes or fewer.
+    pub train_top5_err: Option<f64>,
     /// Validation loss.
     pub val_loss: f64,
     /// Validation top-1 error, %.
     pub val_top1_err: f64,
-    /// Validation top-5 error, %.
-    pub val_top5_err: f64,
+    /// Validation top-5 error, %; `None` (null) with 5 classes or fewer.
+    pub val_top5_err: Option<f64>,
     /// Training images per second.
     pub images_per_s: f64,
     /// Share of training time spent waiting for the engine, %.
@@ -96,6 +105,63 @@ pub struct EpochRow {
     pub val_s: f64,
     /// The learning rate was divided after this epoch.
     pub lr_dropped: bool,
+}
+
+impl EpochRow {
+    /// The row of 1-based `epoch`, trained at rate `lr`; top-5 errors only if `top5`.
+    pub fn new(
+        epoch: u64,
+        lr: f64,
+        train: &EpochTotals,
+        val: &EpochTotals,
+        lr_dropped: bool,
+        top5: bool,
+    ) -> EpochRow {
+        let top5_err = |t: &EpochTotals| top5.then(|| t.top5_error());
+        EpochRow {
+            epoch,
+            lr,
+            train_loss: train.loss(),
+            train_top1_err: train.top1_error(),
+            train_top5_err: top5_err(train),
+            val_loss: val.loss(),
+            val_top1_err: val.top1_error(),
+            val_top5_err: top5_err(val),
+            images_per_s: train.images_per_s(),
+            data_wait_pct: train.data_wait_pct(),
+            train_s: train.seconds,
+            val_s: val.seconds,
+            lr_dropped,
+        }
+    }
+
+    /// The line printed after the epoch, of `epochs`; `divisor`: what a drop divided ε by.
+    pub fn line(&self, epochs: u64, divisor: f64) -> String {
+        let top5 = |e: Option<f64>| e.map(|e| format!(" top-5 {e:.1}%")).unwrap_or_default();
+        format!(
+            "epoch {}/{epochs} lr {:.0e} | train loss {:.3} top-1 {:.1}%{} | val top-1 {:.1}%{} | \
+             {:.0} img/s, data wait {:.1}%{}",
+            self.epoch,
+            self.lr,
+            self.train_loss,
+            self.train_top1_err,
+            top5(self.train_top5_err),
+            self.val_top1_err,
+            top5(self.val_top5_err),
+            self.images_per_s,
+            self.data_wait_pct,
+            if self.lr_dropped {
+                format!(" | lr ÷ {divisor}")
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// A CSV cell: the number, or empty.
+fn cell(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
 }
 
 const CSV_HEADER: &str = "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,images_per_s,data_wait_pct,train_s,val_s,lr_dropped";
@@ -149,10 +215,10 @@ impl MetricsLog {
             row.lr,
             row.train_loss,
             row.train_top1_err,
-            row.train_top5_err,
+            cell(row.train_top5_err),
             row.val_loss,
             row.val_top1_err,
-            row.val_top5_err,
+            cell(row.val_top5_err),
             row.images_per_s,
             row.data_wait_pct,
             row.train_s,
@@ -205,10 +271,10 @@ mod tests {
             lr: 0.01,
             train_loss: 1.0,
             train_top1_err: 50.0,
-            train_top5_err: 10.0,
+            train_top5_err: Some(10.0),
             val_loss: 1.0,
             val_top1_err: 40.0,
-            val_top5_err: 5.0,
+            val_top5_err: None,
             images_per_s: 100.0,
             data_wait_pct: 1.0,
             train_s: 1.0,
@@ -226,5 +292,45 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).expect("csv");
         assert_eq!(csv.lines().count(), 4);
         assert!(csv.starts_with("epoch,lr,"));
+        // No validation top-5: null in JSON, an empty cell in CSV, the same columns.
+        assert_eq!(rows[0].val_top5_err, None);
+        assert_eq!(rows[0].train_top5_err, Some(10.0));
+        let json = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("jsonl");
+        assert!(
+            json.lines().all(|l| l.contains("\"val_top5_err\":null")),
+            "{json}"
+        );
+        for line in csv.lines() {
+            assert_eq!(line.split(',').count(), 13, "{line}");
+        }
+        assert_eq!(csv.lines().nth(1).expect("row").split(',').nth(7), Some(""));
+    }
+
+    #[test]
+    fn top5_is_shown_only_above_five_classes() {
+        assert!(!top5_is_reported(4));
+        assert!(!top5_is_reported(5));
+        assert!(top5_is_reported(6));
+        let t = EpochTotals {
+            images: 10,
+            loss_sum: 5.0,
+            top1: 7,
+            top5: 10,
+            wait_s: 0.0,
+            seconds: 1.0,
+        };
+        let shown = EpochRow::new(3, 0.01, &t, &t, true, true);
+        assert_eq!(shown.val_top5_err, Some(0.0));
+        let line = shown.line(6, 10.0);
+        assert!(line.contains("top-1 30.0% top-5 0.0%"), "{line}");
+        assert!(line.ends_with("| lr ÷ 10"), "{line}");
+        let hidden = EpochRow::new(3, 0.01, &t, &t, false, false);
+        assert_eq!((hidden.train_top5_err, hidden.val_top5_err), (None, None));
+        let line = hidden.line(6, 10.0);
+        assert!(!line.contains("top-5"), "{line}");
+        assert!(
+            line.starts_with("epoch 3/6 lr 1e-2 | train loss 0.500 top-1 30.0% | val"),
+            "{line}"
+        );
     }
 }

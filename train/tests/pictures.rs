@@ -6,13 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 use alexpipe::{Dataset, Layout, Loader, LoaderConfig, MeanMode};
-use alexpipe_train::checkpoint::{self, TrainState};
+use alexpipe_train::checkpoint::{self, load_network, TrainState};
 use alexpipe_train::metrics::EpochTotals;
 use alexpipe_train::pictures::neighbours::{
     neighbours_picture, sheet_size, tile_origin, NeighboursConfig, Queries,
 };
+use alexpipe_train::schedule::LrState;
 use alexpipe_train::sgd::Sgd;
-use alexpipe_train::train::{load_network, InputNorm};
 use alexpipe_train::{AlexNet, AlexNetConfig, BiasInit, WeightInit};
 use image::{Rgb, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
@@ -70,14 +70,11 @@ fn checkpoint_with(data: &Path, path: &Path, edit: impl FnOnce(&mut [f32])) {
     let state = TrainState {
         model: config,
         classes: ds.classes().to_vec(),
-        normalize: InputNorm::Channel,
+        normalize: MeanMode::Channel,
         seed: 0,
         epoch: 1,
         step: 0,
-        lr: 0.01,
-        best: None,
-        epochs_since_best: 0,
-        lr_drops: 0,
+        schedule: LrState::new(0.01),
         partial: EpochTotals::default(),
     };
     let sgd = Sgd::new(&vs, 0.9, 0.0005);
@@ -247,6 +244,46 @@ fn gallery_images_find_themselves_at_distance_zero() {
         distinct >= 6,
         "the other neighbours are at positive distances"
     );
+
+    // The k shown are the k nearest of all 31: every distance recomputed (f64, each image alone),
+    // no image left out is nearer than the k-th nearest, none shown is farther (up to rounding,
+    // so ties at the k-th distance may go either way).
+    let features: Vec<Vec<f64>> = (0..31).map(&fc7).collect();
+    for (&q, list) in queries.iter().zip(&found.neighbours) {
+        let fq = &features[q];
+        let tolerance = 1e-4 * fq.iter().map(|a| a * a).sum::<f64>().sqrt().max(1.0);
+        let d: Vec<f64> = features
+            .iter()
+            .map(|fg| {
+                fq.iter()
+                    .zip(fg)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        let mut sorted = d.clone();
+        sorted.sort_by(f64::total_cmp);
+        let kth = sorted[3];
+        let shown: Vec<usize> = list.iter().map(|n| n.index).collect();
+        let mut unique = shown.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 4, "query {q}: {shown:?} repeats a record");
+        for (i, &di) in d.iter().enumerate() {
+            if shown.contains(&i) {
+                assert!(
+                    di <= kth + tolerance,
+                    "query {q}: shows {i} at {di}, but the 4th nearest is at {kth}"
+                );
+            } else {
+                assert!(
+                    di >= kth - tolerance,
+                    "query {q}: leaves out {i} at {di}, nearer than the 4th nearest at {kth}"
+                );
+            }
+        }
+    }
 
     // The sheet: 3 rows of query + 4 neighbours, and the first neighbour's picture (the query
     // itself) equals the query's.

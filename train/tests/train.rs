@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use alexpipe::{Dataset, Layout, Loader, LoaderConfig, MeanMode};
+use alexpipe_train::checkpoint::load_network;
 use alexpipe_train::metrics::read_rows;
 use alexpipe_train::pictures::curves;
-use alexpipe_train::train::{curves_png, evaluate_checkpoint, last_checkpoint, load_network};
-use alexpipe_train::{run, ModelOptions, Recipe, RunConfig};
+use alexpipe_train::run_dir::{curves_png, last_checkpoint};
+use alexpipe_train::train::evaluate_checkpoint;
+use alexpipe_train::{run, ModelOptions, Recipe, RunConfig, TrainError, WeightInit};
 use tch::{Device, Kind, Tensor};
 
 mod common;
@@ -59,6 +61,17 @@ fn tensors(path: &Path) -> BTreeMap<String, Tensor> {
         .into_iter()
         .filter(|(n, _)| n.starts_with("model/") || n.starts_with("velocity/"))
         .collect()
+}
+
+/// ‖a − b‖ / ‖b‖ over all the weights (`model/…`) of two checkpoints' tensors.
+fn relative_change(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> f64 {
+    let (mut diff, mut base) = (0.0, 0.0);
+    for (name, t) in a.iter().filter(|(n, _)| n.starts_with("model/")) {
+        let d = (t - &b[name]).square().sum(Kind::Double).double_value(&[]);
+        diff += d;
+        base += b[name].square().sum(Kind::Double).double_value(&[]);
+    }
+    (diff / base).sqrt()
 }
 
 fn never() -> AtomicBool {
@@ -128,22 +141,36 @@ fn assert_curves_show_the_metrics(run_dir: &Path, epochs: usize) {
 fn resume_mid_epoch_continues_exactly() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
+    // The narrow network's recipe (He initialization on channel-normalised inputs): it moves from
+    // the first steps, where the paper's N(0, 0.01) at ⅛ width would sit still and make any two
+    // runs trivially equal.
+    let small = ["--preset", "small"];
+    let at_start = tmp.path().join("start");
+    train_cli(
+        &data,
+        &at_start,
+        &[&small[..], &["--max-steps", "0"]].concat(),
+    );
     let straight = tmp.path().join("straight");
-    train_cli(&data, &straight, &[]);
+    train_cli(&data, &straight, &small);
 
     // 7 steps per epoch: stop inside epoch 1, resume, stop inside epoch 2, resume to the end.
     let split = tmp.path().join("split");
-    train_cli(&data, &split, &["--max-steps", "3"]);
+    train_cli(&data, &split, &[&small[..], &["--max-steps", "3"]].concat());
     let ckpt = last_checkpoint(&split);
     let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
     assert_eq!((state.epoch, state.step), (0, 3));
     assert!(!curves_png(&split).exists(), "no epoch finished, no curves");
-    train_cli(&data, &split, &["--resume", "--max-steps", "6"]);
+    train_cli(
+        &data,
+        &split,
+        &[&small[..], &["--resume", "--max-steps", "6"]].concat(),
+    );
     let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
     assert_eq!((state.epoch, state.step), (1, 2));
     // The curves are redrawn at the end of every epoch: now they show epoch 1.
     assert_curves_show_the_metrics(&split, 1);
-    train_cli(&data, &split, &["--resume"]);
+    train_cli(&data, &split, &[&small[..], &["--resume"]].concat());
     assert_curves_show_the_metrics(&split, 2);
 
     let a = tensors(&last_checkpoint(&straight));
@@ -157,12 +184,25 @@ fn resume_mid_epoch_continues_exactly() {
     for (name, t) in &a {
         assert!(t.equal(&b[name]), "{name} differs after resume");
     }
-    // The network did move: the run is not trivially equal.
-    let (_vs, net, _, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
-    let std = net.conv1_weight().std(true).double_value(&[]);
+    // The network did move from its step-0 weights (the same initialization in every run): the
+    // runs are not trivially equal. Every tensor changed, and the weights as a whole by far more
+    // than rounding.
+    let start = tensors(&last_checkpoint(&at_start));
+    let (_vs, _net, state, _) =
+        load_network(&last_checkpoint(&at_start), Device::Cpu).expect("step-0 checkpoint");
+    assert_eq!(
+        (state.epoch, state.step),
+        (0, 0),
+        "a checkpoint before any step"
+    );
+    for (name, t) in start.iter().filter(|(n, _)| n.starts_with("model/")) {
+        assert!(!t.equal(&a[name]), "{name} did not change in training");
+    }
+    let moved = relative_change(&a, &start);
+    eprintln!("weights moved by {moved:.4} of their norm from step 0");
     assert!(
-        (std - 0.01).abs() > 1e-6,
-        "conv1 weights still at their initial spread"
+        moved > 0.05,
+        "weights moved by only {moved:.4} of their norm"
     );
 
     // Both runs report the same per-epoch numbers (times aside).
@@ -190,6 +230,41 @@ fn one_epoch_run(dir: &Path) -> (std::path::PathBuf, RunConfig) {
     (data, cfg)
 }
 
+/// A learning rate far too high makes the loss non-finite: the run stops with `Diverged`, naming
+/// where, and its message says what to do.
+#[test]
+fn a_diverging_loss_is_its_own_error() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let mut cfg = config(&data, &tmp.path().join("run"));
+    cfg.model.init = WeightInit::Kaiming;
+    cfg.recipe.lr = 1e30;
+    match run(&cfg, &never()) {
+        Err(e @ TrainError::Diverged { epoch, loss, .. }) => {
+            assert!(epoch <= 2 && !loss.is_finite(), "{e}");
+            assert!(e.to_string().contains("lower --lr"), "{e}");
+        }
+        other => panic!("expected Diverged, got {other:?}"),
+    }
+}
+
+/// Options no run can use are usage errors, before any data is read.
+#[test]
+fn impossible_options_are_usage_errors() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut cfg = config(&tmp.path().join("missing"), &tmp.path().join("run"));
+    cfg.recipe.batch_size = 0;
+    let err = run(&cfg, &never()).expect_err("batch of 0");
+    assert!(matches!(err, TrainError::Usage(_)), "{err:?}");
+    assert!(err.to_string().contains("--batch-size"), "{err}");
+    // A missing dataset is a data error naming it.
+    cfg.recipe.batch_size = 4;
+    let err = run(&cfg, &never()).expect_err("no dataset");
+    assert!(matches!(err, TrainError::Data(_)), "{err:?}");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
 #[test]
 fn checkpoint_evaluation_matches_the_runs_validation() {
     let _turn = serial();
@@ -203,7 +278,8 @@ fn checkpoint_evaluation_matches_the_runs_validation() {
         Device::Cpu,
         false,
     )
-    .expect("evaluation");
+    .expect("evaluation")
+    .totals;
     assert_eq!(t.images, 31);
     assert!((t.top1_error() - row.val_top1_err).abs() < 1e-9);
     assert!(
@@ -226,7 +302,9 @@ fn ten_crop_averages_softmax_over_the_ten_patches() {
         ten_crop: true,
         ..cfg.recipe.clone()
     };
-    let got = evaluate_checkpoint(&ckpt, &data, &recipe, Device::Cpu, false).expect("10-crop");
+    let got = evaluate_checkpoint(&ckpt, &data, &recipe, Device::Cpu, false)
+        .expect("10-crop")
+        .totals;
 
     let (_vs, net, state, stats) = load_network(&ckpt, Device::Cpu).expect("checkpoint");
     let ds = Arc::new(Dataset::open_without_stats(&data).expect("dataset"));
@@ -314,4 +392,49 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
         .file_name()
         .to_string_lossy()
         .contains("partial")));
+}
+
+/// `train --help` lists the paper's recipe under one heading and the narrow-network flags under
+/// another.
+#[test]
+fn help_groups_the_papers_recipe_apart_from_the_narrow_network_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_train"))
+        .arg("--help")
+        .output()
+        .expect("train --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let at = |s: &str| {
+        help.find(s)
+            .unwrap_or_else(|| panic!("`{s}` missing from --help:\n{help}"))
+    };
+    let (paper, narrow) = (at("The paper's recipe"), at("Narrow networks"));
+    assert!(paper < narrow, "{help}");
+    for flag in [
+        "--epochs <",
+        "--batch-size <",
+        "--lr <",
+        "--momentum <",
+        "--weight-decay <",
+        "--patience <",
+        "--lr-drop-after <",
+        "--max-lr-drops <",
+        "--crop <",
+        "--dropout <",
+        "--lighting <",
+        "--ten-crop",
+    ] {
+        let i = at(flag);
+        assert!(
+            paper < i && i < narrow,
+            "{flag} is not under the paper's recipe:\n{help}"
+        );
+    }
+    for flag in ["--width <", "--init <", "--bias-init <", "--normalize <"] {
+        assert!(
+            at(flag) > narrow,
+            "{flag} is not under narrow networks:\n{help}"
+        );
+    }
+    assert!(at("--preset <") < paper, "--preset is a general option");
 }

@@ -8,10 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use alexpipe_train::checkpoint::load_network;
+use alexpipe_train::device::DeviceChoice;
 use alexpipe_train::pictures::filters::conv1_grid;
 use alexpipe_train::pictures::neighbours::{neighbours_picture, NeighboursConfig, Queries};
 use alexpipe_train::pictures::{curves, save_png};
-use alexpipe_train::train::{load_network, DeviceChoice};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use tch::Device;

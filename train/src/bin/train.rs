@@ -1,16 +1,20 @@
 //! `train`: the paper's AlexNet trained with the paper's recipe (§5), fed by the alexpipe engine.
 //!
 //! With no arguments it does the main job on the bundled fixtures: builds their training and
-//! held-out shards if missing, and trains a small AlexNet briefly on the CPU, validating on the
-//! held-out images.
+//! held-out shards if missing, and trains a small AlexNet briefly on the CPU (`--preset demo`),
+//! validating on the held-out images.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use alexpipe_train::train::{evaluate_checkpoint, last_checkpoint, DeviceChoice, InputNorm};
-use alexpipe_train::{run, BiasInit, ModelOptions, Outcome, Recipe, RunConfig, WeightInit};
+use alexpipe::MeanMode;
+use alexpipe_train::device::DeviceChoice;
+use alexpipe_train::metrics::top5_is_reported;
+use alexpipe_train::run_dir::last_checkpoint;
+use alexpipe_train::train::evaluate_checkpoint;
+use alexpipe_train::{run, BiasInit, ModelOptions, Outcome, Preset, Recipe, RunConfig, WeightInit};
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 
@@ -28,6 +32,8 @@ enum NormArg {
     Image,
     /// Subtract the channel mean, divide by the channel std (unit-scale inputs, for --init kaiming).
     Channel,
+    /// torchvision's ImageNet channel mean and std, whatever the dataset.
+    Imagenet,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,8 +44,12 @@ enum BiasArg {
     Caffe,
 }
 
+const PAPER: &str = "The paper's recipe (§4.1, §5; defaults from --preset)";
+const NARROW: &str = "Narrow networks (defaults from --preset)";
+
 /// Train the paper's AlexNet (Krizhevsky et al. 2012) on alexpipe shards, or evaluate a checkpoint.
-/// Without --train: the demo on the bundled fixtures (small network, a few CPU epochs).
+/// Without --train: the demo on the bundled fixtures (--preset demo: a small network, a few CPU
+/// epochs).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -58,63 +68,68 @@ struct Args {
     /// Continue a run: from CHECKPOINT, or from the run directory's checkpoint.ot.
     #[arg(long, value_name = "CHECKPOINT", num_args = 0..=1)]
     resume: Option<Option<PathBuf>>,
-    /// Epochs [paper: 90].
-    #[arg(long)]
+    /// The recipe and network every flag below defaults to [default: paper with --train, demo
+    /// without]; flags given override it.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// Epochs [paper: 90; demo: 30; small: 6].
+    #[arg(long, help_heading = PAPER)]
     epochs: Option<u64>,
-    /// Images per step [paper: 128].
-    #[arg(long)]
+    /// Images per step [paper: 128; demo: 4].
+    #[arg(long, help_heading = PAPER)]
     batch_size: Option<usize>,
-    /// Initial learning rate [paper: 0.01].
-    #[arg(long)]
+    /// Initial learning rate [paper: 0.01; demo: 0.002; small: 0.02].
+    #[arg(long, help_heading = PAPER)]
     lr: Option<f64>,
     /// Momentum [paper: 0.9].
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
+    #[arg(long, help_heading = PAPER)]
+    momentum: Option<f64>,
     /// Weight decay [paper: 0.0005].
-    #[arg(long, default_value_t = 0.0005)]
-    weight_decay: f64,
-    /// Epochs without a better validation top-1 error before the learning rate is divided by 10.
-    #[arg(long)]
+    #[arg(long, help_heading = PAPER)]
+    weight_decay: Option<f64>,
+    /// Epochs without a better validation top-1 error before the learning rate is divided by 10
+    /// [paper: 5; demo: 10].
+    #[arg(long, help_heading = PAPER)]
     patience: Option<u64>,
-    /// Divide the learning rate after these epochs (e.g. 30,60) instead of on plateaus.
-    #[arg(long, value_delimiter = ',', value_name = "EPOCHS")]
-    lr_drop_after: Vec<u64>,
+    /// Divide the learning rate after these epochs (e.g. 30,60) instead of on plateaus [small: 4].
+    #[arg(long, value_delimiter = ',', value_name = "EPOCHS", help_heading = PAPER)]
+    lr_drop_after: Option<Vec<u64>>,
     /// How often the learning rate may be divided [paper: 3].
-    #[arg(long, default_value_t = 3)]
-    max_lr_drops: u32,
-    /// Patch side and network input [paper: 224]; at least 63.
-    #[arg(long)]
+    #[arg(long, help_heading = PAPER)]
+    max_lr_drops: Option<u32>,
+    /// Patch side and network input [paper: 224; small: 64]; at least 63.
+    #[arg(long, help_heading = PAPER)]
     crop: Option<u32>,
-    /// Width multiplier of every layer [paper: 1].
-    #[arg(long)]
-    width: Option<f64>,
     /// Dropout on fc6 and fc7 [paper: 0.5].
-    #[arg(long, default_value_t = 0.5)]
-    dropout: f64,
-    /// Initial weights [paper: N(0, 0.01); the demo: kaiming].
-    #[arg(long, value_enum)]
-    init: Option<InitArg>,
-    /// Constant biases of conv2, conv4, conv5, fc6, fc7 [paper: 1; the demo: caffe's 0.1].
-    #[arg(long, value_enum)]
-    bias_init: Option<BiasArg>,
+    #[arg(long, help_heading = PAPER)]
+    dropout: Option<f64>,
     /// σ of PCA lighting [paper: 0.1]; 0 disables.
-    #[arg(long, default_value_t = 0.1)]
-    lighting: f32,
-    /// Input normalisation [paper: image; the demo: channel].
-    #[arg(long, value_enum)]
-    normalize: Option<NormArg>,
+    #[arg(long, help_heading = PAPER)]
+    lighting: Option<f32>,
     /// Validate with the paper's 10 patches and averaged softmax.
-    #[arg(long)]
+    #[arg(long, help_heading = PAPER)]
     ten_crop: bool,
-    /// Seed of every random draw.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Engine threads (default: all cores).
-    #[arg(long, default_value_t = 0)]
-    workers: usize,
-    /// Batches the engine builds ahead of the step.
-    #[arg(long, default_value_t = 4)]
-    prefetch: usize,
+    /// Width multiplier of every layer [paper: 1; demo: 0.25; small: 0.125].
+    #[arg(long, help_heading = NARROW)]
+    width: Option<f64>,
+    /// Initial weights [paper: paper, N(0, 0.01); demo, small: kaiming].
+    #[arg(long, value_enum, help_heading = NARROW)]
+    init: Option<InitArg>,
+    /// Constant biases of conv2, conv4, conv5, fc6, fc7 [paper: paper, 1; demo, small: caffe, 0.1].
+    #[arg(long, value_enum, help_heading = NARROW)]
+    bias_init: Option<BiasArg>,
+    /// Input normalisation [paper: image; demo, small: channel].
+    #[arg(long, value_enum, help_heading = NARROW)]
+    normalize: Option<NormArg>,
+    /// Seed of every random draw [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Engine threads [default: all cores].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Batches the engine builds ahead of the step [default: 4].
+    #[arg(long)]
+    prefetch: Option<usize>,
     /// Stop after this many steps, with a checkpoint that --resume continues from.
     #[arg(long)]
     max_steps: Option<u64>,
@@ -124,6 +139,56 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+}
+
+impl Args {
+    /// The preset's recipe with the flags given.
+    fn recipe(&self, preset: Preset) -> Recipe {
+        let p = preset.recipe();
+        Recipe {
+            epochs: self.epochs.unwrap_or(p.epochs),
+            batch_size: self.batch_size.unwrap_or(p.batch_size),
+            lr: self.lr.unwrap_or(p.lr),
+            momentum: self.momentum.unwrap_or(p.momentum),
+            weight_decay: self.weight_decay.unwrap_or(p.weight_decay),
+            patience: self.patience.unwrap_or(p.patience),
+            max_lr_drops: self.max_lr_drops.unwrap_or(p.max_lr_drops),
+            lr_drop_after: self.lr_drop_after.clone().unwrap_or(p.lr_drop_after),
+            seed: self.seed.unwrap_or(p.seed),
+            crop: self.crop.unwrap_or(p.crop),
+            lighting: self.lighting.unwrap_or(p.lighting),
+            workers: self.workers.unwrap_or(p.workers),
+            prefetch: self.prefetch.unwrap_or(p.prefetch),
+            normalize: match self.normalize {
+                None => p.normalize,
+                Some(NormArg::Image) => MeanMode::Image,
+                Some(NormArg::Channel) => MeanMode::Channel,
+                Some(NormArg::Imagenet) => MeanMode::ImageNet,
+            },
+            ten_crop: self.ten_crop || p.ten_crop,
+            max_steps: self.max_steps.or(p.max_steps),
+            ..p
+        }
+    }
+
+    /// The preset's network with the flags given.
+    fn model(&self, preset: Preset) -> ModelOptions {
+        let p = preset.model();
+        ModelOptions {
+            width: self.width.unwrap_or(p.width),
+            dropout: self.dropout.unwrap_or(p.dropout),
+            init: match self.init {
+                None => p.init,
+                Some(InitArg::Paper) => WeightInit::Paper,
+                Some(InitArg::Kaiming) => WeightInit::Kaiming,
+            },
+            bias_init: match self.bias_init {
+                None => p.bias_init,
+                Some(BiasArg::Paper) => BiasInit::Paper,
+                Some(BiasArg::Caffe) => BiasInit::Caffe,
+            },
+        }
+    }
 }
 
 /// The repository (for the fixtures demo), from where this binary was built.
@@ -177,56 +242,32 @@ fn real_main() -> Result<ExitCode> {
     let args = Args::parse();
     let device = args.device.device()?;
     let demo = args.train.is_none() && args.eval.is_none();
-    // The demo's preset: a quarter-width network that learns from the first steps on a CPU (He
-    // initialization on unit-scale inputs, Caffe's biases), 30 short epochs of batches of 4 at a
-    // low rate (31 images); flags win.
-    let pick = |given: Option<f64>, demo_value: f64, paper: f64| {
-        given.unwrap_or(if demo { demo_value } else { paper })
-    };
-    let recipe = Recipe {
-        epochs: args.epochs.unwrap_or(if demo { 30 } else { 90 }),
-        batch_size: args.batch_size.unwrap_or(if demo { 4 } else { 128 }),
-        lr: pick(args.lr, 0.002, 0.01),
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        patience: args.patience.unwrap_or(if demo { 10 } else { 5 }),
-        max_lr_drops: args.max_lr_drops,
-        lr_divisor: 10.0,
-        lr_drop_after: args.lr_drop_after.clone(),
-        seed: args.seed,
-        crop: args.crop.unwrap_or(224),
-        lighting: args.lighting,
-        flip: 0.5,
-        workers: args.workers,
-        prefetch: args.prefetch,
-        normalize: match args.normalize.unwrap_or(if demo {
-            NormArg::Channel
-        } else {
-            NormArg::Image
-        }) {
-            NormArg::Image => InputNorm::MeanImage,
-            NormArg::Channel => InputNorm::Channel,
-        },
-        ten_crop: args.ten_crop,
-        max_steps: args.max_steps,
-    };
+    let preset = args
+        .preset
+        .unwrap_or(if demo { Preset::Demo } else { Preset::Paper });
+    let recipe = args.recipe(preset);
 
     if let Some(ckpt) = &args.eval {
         let val = args
             .val
             .as_ref()
             .context("--eval needs --val DATASET, the images to evaluate on")?;
-        let t = evaluate_checkpoint(ckpt, val, &recipe, device, !args.quiet)?;
-        let patches = if args.ten_crop {
+        let e = evaluate_checkpoint(ckpt, val, &recipe, device, !args.quiet)?;
+        let t = e.totals;
+        let patches = if recipe.ten_crop {
             "10 patches"
         } else {
             "centre patch"
         };
+        let top5 = if top5_is_reported(e.classes) {
+            format!(", top-5 error {:.2}%", t.top5_error())
+        } else {
+            format!(" (no top-5 with {} classes)", e.classes)
+        };
         println!(
-            "{}: top-1 error {:.2}%, top-5 error {:.2}%, loss {:.4} on {} images ({patches})",
+            "{}: top-1 error {:.2}%{top5}, loss {:.4} on {} images ({patches})",
             val.display(),
             t.top1_error(),
-            t.top5_error(),
             t.loss(),
             t.images
         );
@@ -258,26 +299,7 @@ fn real_main() -> Result<ExitCode> {
         train,
         val,
         out: out.clone(),
-        model: ModelOptions {
-            width: pick(args.width, 0.25, 1.0),
-            dropout: args.dropout,
-            init: match args.init.unwrap_or(if demo {
-                InitArg::Kaiming
-            } else {
-                InitArg::Paper
-            }) {
-                InitArg::Paper => WeightInit::Paper,
-                InitArg::Kaiming => WeightInit::Kaiming,
-            },
-            bias_init: match args.bias_init.unwrap_or(if demo {
-                BiasArg::Caffe
-            } else {
-                BiasArg::Paper
-            }) {
-                BiasArg::Paper => BiasInit::Paper,
-                BiasArg::Caffe => BiasInit::Caffe,
-            },
-        },
+        model: args.model(preset),
         recipe,
         device,
         resume,

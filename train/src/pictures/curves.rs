@@ -118,11 +118,13 @@ pub fn layout(rows: &[EpochRow]) -> Layout {
     let loss_max = finite_max(rows.iter().flat_map(|r| [r.train_loss, r.val_loss]));
     let err_max = finite_max(rows.iter().flat_map(|r| {
         [
-            r.train_top1_err,
+            Some(r.train_top1_err),
             r.train_top5_err,
-            r.val_top1_err,
+            Some(r.val_top1_err),
             r.val_top5_err,
         ]
+        .into_iter()
+        .flatten()
     }));
     Layout {
         loss: panel(0, axis_top(loss_max)),
@@ -246,26 +248,29 @@ pub fn curves_image(rows: &[EpochRow]) -> Result<RgbImage, PictureError> {
     axes(&mut c, &l.error, "error, %");
     lr_drops(&mut c, &l.loss, rows);
     lr_drops(&mut c, &l.error, rows);
-    let pts = |f: fn(&EpochRow) -> f64| -> Vec<(f64, f64)> {
-        rows.iter().map(|r| (r.epoch as f64, f(r))).collect()
+    // Epochs without a value (top-5 with 5 classes or fewer) are left out.
+    let pts = |f: fn(&EpochRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
+            .collect()
     };
-    series(&mut c, &l.loss, &pts(|r| r.train_loss), TRAIN, 2);
-    series(&mut c, &l.loss, &pts(|r| r.val_loss), VAL, 2);
-    series(&mut c, &l.error, &pts(|r| r.train_top5_err), TRAIN_TOP5, 1);
-    series(&mut c, &l.error, &pts(|r| r.val_top5_err), VAL_TOP5, 1);
-    series(&mut c, &l.error, &pts(|r| r.train_top1_err), TRAIN, 2);
-    series(&mut c, &l.error, &pts(|r| r.val_top1_err), VAL, 2);
+    series(&mut c, &l.loss, &pts(|r| Some(r.train_loss)), TRAIN, 2);
+    series(&mut c, &l.loss, &pts(|r| Some(r.val_loss)), VAL, 2);
+    let (train5, val5) = (pts(|r| r.train_top5_err), pts(|r| r.val_top5_err));
+    series(&mut c, &l.error, &train5, TRAIN_TOP5, 1);
+    series(&mut c, &l.error, &val5, VAL_TOP5, 1);
+    series(&mut c, &l.error, &pts(|r| Some(r.train_top1_err)), TRAIN, 2);
+    series(&mut c, &l.error, &pts(|r| Some(r.val_top1_err)), VAL, 2);
     legend(&mut c, &l.loss, &[("train", TRAIN), ("validation", VAL)]);
-    legend(
-        &mut c,
-        &l.error,
-        &[
-            ("train top-1", TRAIN),
-            ("train top-5", TRAIN_TOP5),
-            ("val top-1", VAL),
-            ("val top-5", VAL_TOP5),
-        ],
-    );
+    let mut keys = vec![("train top-1", TRAIN)];
+    if !train5.is_empty() {
+        keys.push(("train top-5", TRAIN_TOP5));
+    }
+    keys.push(("val top-1", VAL));
+    if !val5.is_empty() {
+        keys.push(("val top-5", VAL_TOP5));
+    }
+    legend(&mut c, &l.error, &keys);
     Ok(c.into_image())
 }
 
@@ -303,10 +308,10 @@ mod tests {
                 lr: 0.01,
                 train_loss: 3.0 - 0.4 * e as f64,
                 train_top1_err: 90.0 - 10.0 * e as f64,
-                train_top5_err: 50.0 - 5.0 * e as f64,
+                train_top5_err: Some(50.0 - 5.0 * e as f64),
                 val_loss: 3.2 - 0.3 * e as f64,
                 val_top1_err: 75.0 - 4.0 * e as f64,
-                val_top5_err: 35.0 - 5.0 * e as f64,
+                val_top5_err: Some(35.0 - 5.0 * e as f64),
                 images_per_s: 1.0,
                 data_wait_pct: 0.0,
                 train_s: 1.0,
@@ -341,9 +346,13 @@ mod tests {
             assert!(near(&img, lp.px(x), lp.py(row.train_loss), TRAIN));
             assert!(near(&img, lp.px(x), lp.py(row.val_loss), VAL));
             assert!(near(&img, ep.px(x), ep.py(row.train_top1_err), TRAIN));
-            assert!(near(&img, ep.px(x), ep.py(row.train_top5_err), TRAIN_TOP5));
+            let (t5, v5) = (
+                row.train_top5_err.expect("top-5"),
+                row.val_top5_err.expect("top-5"),
+            );
+            assert!(near(&img, ep.px(x), ep.py(t5), TRAIN_TOP5));
             assert!(near(&img, ep.px(x), ep.py(row.val_top1_err), VAL));
-            assert!(near(&img, ep.px(x), ep.py(row.val_top5_err), VAL_TOP5));
+            assert!(near(&img, ep.px(x), ep.py(v5), VAL_TOP5));
         }
         // A dashed line down each plot at the end of epochs 3 and 5, nowhere else.
         for p in [&l.loss, &l.error] {
@@ -362,5 +371,32 @@ mod tests {
         let plain = curves_image(&rows(&[])).expect("rows");
         assert!(plain.pixels().all(|p| p != &LR_DROP), "no drop, no marker");
         assert!(curves_image(&[]).is_err());
+    }
+
+    #[test]
+    fn rows_without_top5_draw_no_top5_curves() {
+        let top5_colours = |img: &RgbImage| {
+            img.pixels()
+                .filter(|&p| p == &TRAIN_TOP5 || p == &VAL_TOP5)
+                .count()
+        };
+        assert!(top5_colours(&curves_image(&rows(&[])).expect("rows")) > 0);
+        // 5 classes or fewer: no top-5 values (null in metrics.jsonl), no curve, no legend entry.
+        let r: Vec<EpochRow> = rows(&[])
+            .into_iter()
+            .map(|r| EpochRow {
+                train_top5_err: None,
+                val_top5_err: None,
+                ..r
+            })
+            .collect();
+        let img = curves_image(&r).expect("rows");
+        assert_eq!(top5_colours(&img), 0);
+        let ep = layout(&r).error;
+        for row in &r {
+            let x = ep.px(row.epoch as f64);
+            assert!(near(&img, x, ep.py(row.val_top1_err), VAL));
+            assert!(near(&img, x, ep.py(row.train_top1_err), TRAIN));
+        }
     }
 }

@@ -18,7 +18,9 @@ use embedded_graphics::primitives::{Line, PrimitiveStyle};
 use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 pub use image::{Rgb, RgbImage};
 
-/// Why a picture could not be written.
+use crate::checkpoint::CheckpointError;
+
+/// Why a picture could not be made or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PictureError {
     /// Encoding or writing the PNG failed.
@@ -29,7 +31,7 @@ pub enum PictureError {
         /// The encoder's or the OS's error.
         source: image::ImageError,
     },
-    /// A file could not be read, or the finished picture not renamed into place.
+    /// A file could not be read.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -37,24 +39,40 @@ pub enum PictureError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A dataset, the engine, or syncing and renaming the finished file failed (the error names
+    /// the file).
+    #[error(transparent)]
+    Alexpipe(#[from] alexpipe::Error),
+    /// The checkpoint could not be used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A dataset does not fit the checkpoint, or a query index is past its end.
+    #[error("{}: {source}", path.display())]
+    Dataset {
+        /// The dataset.
+        path: PathBuf,
+        /// What is wrong.
+        source: Box<PictureError>,
+    },
     /// Nothing to draw, or options that cannot be drawn.
     #[error("{0}")]
     Usage(String),
+    /// The engine handed over something the picture code did not ask for (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
-/// Writes `image` as a PNG at `path`, through a temporary file renamed into place, so a reader
-/// (an image viewer refreshing the curves of a running training) never sees half a file.
+/// Writes `image` as a PNG at `path` through [`alexpipe::atomic_file`] (a synced temporary file
+/// renamed into place), so a reader (an image viewer refreshing the curves of a running training)
+/// never sees half a file.
 pub fn save_png(image: &RgbImage, path: &Path) -> Result<(), PictureError> {
-    let tmp = path.with_extension(format!("partial-{}.png", std::process::id()));
-    image
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|source| PictureError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    std::fs::rename(&tmp, path).map_err(|source| PictureError::Io {
-        path: path.to_path_buf(),
-        source,
+    alexpipe::atomic_file::write_with(path, |tmp| {
+        image
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(|source| PictureError::Write {
+                path: path.to_path_buf(),
+                source,
+            })
     })
 }
 

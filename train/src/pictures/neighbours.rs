@@ -13,13 +13,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use alexpipe::{Dataset, Layout, Loader, LoaderConfig, Stats};
+use alexpipe::{Dataset, Layout, Loader, LoaderConfig, MeanMode, Stats};
 use image::imageops::{self, FilterType};
 use tch::{Device, Kind, Tensor};
 
-use super::{fit, Anchor, Canvas, Font, Rgb, RgbImage};
+use super::{fit, Anchor, Canvas, Font, PictureError, Rgb, RgbImage};
+use crate::checkpoint::load_network;
 use crate::model::AlexNet;
-use crate::train::{bar, load_network, InputNorm, TrainError};
 
 /// One gallery record near a query.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,19 +89,20 @@ fn for_each_features(
     device: Device,
     progress: bool,
     label: &str,
-    mut each: impl FnMut(&[usize], &Tensor) -> Result<(), TrainError>,
-) -> Result<(), TrainError> {
+    mut each: impl FnMut(&[usize], &Tensor) -> Result<(), PictureError>,
+) -> Result<(), PictureError> {
     let cfg = loader.config();
     let side = i64::from(cfg.crop);
     let rows = cfg.batch_size as i64;
-    let pb = bar(progress, loader.len(), label.to_string());
+    let pb = alexpipe::progress::bar(loader.len() as u64, "batches", progress);
+    pb.set_prefix(format!("{label} "));
     let _guard = tch::no_grad_guard();
     let padded = Tensor::zeros([rows, 3, side, side], (Kind::Float, device));
     for batch in loader.iter() {
         let batch = batch?;
         let images = batch
             .images_f32()
-            .ok_or_else(|| TrainError::Usage("features need f32 batches".into()))?;
+            .ok_or_else(|| PictureError::Internal("features need f32 batches".into()))?;
         let n = batch.indices().len() as i64;
         let host = Tensor::from_slice(images).view([n, 3, side, side]);
         let mut slots = padded.narrow(0, 0, n);
@@ -141,7 +142,7 @@ pub fn nearest_neighbours(
     k: usize,
     device: Device,
     progress: bool,
-) -> Result<Vec<Vec<Neighbour>>, TrainError> {
+) -> Result<Vec<Vec<Neighbour>>, PictureError> {
     let mut query_features = Vec::new();
     for_each_features(net, queries, device, false, "queries", |_, f| {
         query_features.push(f.copy());
@@ -155,7 +156,7 @@ pub fn nearest_neighbours(
     for_each_features(net, gallery, device, progress, "gallery", |indices, g| {
         let d = distances(&q, g).to_device(Device::Cpu);
         let values = Vec::<f32>::try_from(d.flatten(0, -1))
-            .map_err(|e| TrainError::Usage(format!("reading distances: {e}")))?;
+            .map_err(|e| PictureError::Internal(format!("reading distances: {e}")))?;
         for (qi, row) in values.chunks_exact(indices.len()).enumerate() {
             for (&index, &distance) in indices.iter().zip(row) {
                 nearest.offer(qi, Neighbour { index, distance });
@@ -322,11 +323,11 @@ pub struct NeighboursPicture {
 fn eval_loader(
     ds: &Arc<Dataset>,
     stats: &Stats,
-    normalize: InputNorm,
+    normalize: MeanMode,
     crop: u32,
     cfg: &NeighboursConfig,
     layout: Layout,
-) -> Result<Loader, TrainError> {
+) -> Result<Loader, PictureError> {
     let config = LoaderConfig {
         batch_size: cfg.batch_size,
         train: false,
@@ -337,14 +338,14 @@ fn eval_loader(
         crop,
         lighting: 0.0,
         flip: 0.0,
-        mean: normalize.mean_mode(),
+        mean: normalize,
         ..LoaderConfig::default()
     };
     Ok(Loader::with_stats(ds.clone(), config, stats)?)
 }
 
 /// The centre patches (what the network saw) of records `indices`, with their class names.
-fn patches(loader: Loader, indices: Vec<usize>) -> Result<Vec<(RgbImage, String)>, TrainError> {
+fn patches(loader: Loader, indices: Vec<usize>) -> Result<Vec<(RgbImage, String)>, PictureError> {
     let side = loader.config().crop;
     let classes = loader.dataset().classes().to_vec();
     let mut out = Vec::with_capacity(indices.len());
@@ -352,11 +353,11 @@ fn patches(loader: Loader, indices: Vec<usize>) -> Result<Vec<(RgbImage, String)
         let batch = batch?;
         let pixels = batch
             .images_u8()
-            .ok_or_else(|| TrainError::Usage("patches need u8 batches".into()))?;
+            .ok_or_else(|| PictureError::Internal("patches need u8 batches".into()))?;
         let per = (side * side * 3) as usize;
         for (j, &label) in batch.labels().iter().enumerate() {
             let img = RgbImage::from_raw(side, side, pixels[j * per..(j + 1) * per].to_vec())
-                .ok_or_else(|| TrainError::Usage("patch size mismatch".into()))?;
+                .ok_or_else(|| PictureError::Internal("patch size mismatch".into()))?;
             let class = classes
                 .get(label as usize)
                 .cloned()
@@ -386,9 +387,9 @@ pub fn neighbours_picture(
     query: &Path,
     gallery: &Path,
     cfg: &NeighboursConfig,
-) -> Result<NeighboursPicture, TrainError> {
+) -> Result<NeighboursPicture, PictureError> {
     if cfg.k == 0 || cfg.batch_size == 0 || cfg.thumb == 0 {
-        return Err(TrainError::Usage(
+        return Err(PictureError::Usage(
             "-k, --batch-size and --thumb must be at least 1".into(),
         ));
     }
@@ -401,7 +402,7 @@ pub fn neighbours_picture(
         Queries::Indices(v) => v.clone(),
     };
     if picks.is_empty() {
-        return Err(TrainError::Usage(format!(
+        return Err(PictureError::Usage(format!(
             "{}: no query images (the dataset is empty, or --queries 0)",
             query.display()
         )));
@@ -410,8 +411,11 @@ pub fn neighbours_picture(
         |ds: &Arc<Dataset>| eval_loader(ds, &stats, state.normalize, crop, cfg, Layout::F32Nchw);
     // Errors name the dataset (images that do not fit the checkpoint, a query index past its end).
     let named = |path: &Path| {
-        let path = path.display().to_string();
-        move |e: TrainError| TrainError::Usage(format!("{path}: {e}"))
+        let path = path.to_path_buf();
+        move |e: PictureError| PictureError::Dataset {
+            path,
+            source: Box::new(e),
+        }
     };
     let query_loader = features(&query_ds)
         .and_then(|l| Ok(l.with_subset(picks.clone())?))
