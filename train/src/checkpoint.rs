@@ -113,6 +113,11 @@ pub struct TrainState {
     pub schedule: LrState,
     /// The in-progress epoch's sums, so a resumed epoch reports all of its batches.
     pub partial: EpochTotals,
+    /// The engine's position in the in-progress epoch (`None` at an epoch's start): a resumed
+    /// epoch starts there at once, and a dataset or recipe other than the checkpoint's is refused.
+    /// Checkpoints written before this field resume from `step` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<alexpipe::LoaderState>,
 }
 
 /// What a checkpoint restores.

@@ -52,6 +52,9 @@ pub struct Recipe {
     pub ten_crop: bool,
     /// Stop (with a checkpoint) after this many steps in this process.
     pub max_steps: Option<u64>,
+    /// Also write `checkpoint.ot` every this many steps within an epoch, so a run killed
+    /// mid-epoch (`kill -9`, a lost node) resumes from its last such step.
+    pub checkpoint_every: Option<u64>,
 }
 
 impl Recipe {
@@ -78,6 +81,7 @@ impl Recipe {
             normalize: MeanMode::Image,
             ten_crop: false,
             max_steps: None,
+            checkpoint_every: None,
         }
     }
 

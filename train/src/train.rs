@@ -302,6 +302,7 @@ impl<'a> Trainer<'a> {
             step: 0,
             schedule: LrState::new(recipe.lr),
             partial: EpochTotals::default(),
+            loader: None,
         };
         if let Some(path) = &cfg.resume {
             state = model.resume(path, &state)?;
@@ -351,15 +352,20 @@ impl<'a> Trainer<'a> {
     fn train_epoch(&mut self, stop: &AtomicBool) -> Result<Option<EpochTotals>, TrainError> {
         let epoch = self.state.epoch;
         self.train.set_epoch(epoch);
+        // A resumed epoch starts at its saved position at once: no trained batch is rebuilt.
+        let resumed = self.state.step;
+        if resumed > 0 {
+            let at = match &self.state.loader {
+                Some(at) => at.clone(),
+                None => self.train.state(resumed as usize)?,
+            };
+            self.train.resume(&at)?;
+        }
         let mut it = self.train.iter();
-        let batches = it.batches();
+        let batches = resumed as usize + it.batches();
         let pb = alexpipe::progress::bar(batches as u64, "steps", self.cfg.progress);
         pb.set_prefix(format!("epoch {}/{} ", epoch + 1, self.cfg.recipe.epochs));
-        // A resumed epoch: the engine rebuilds the batches already trained (same draws), unused.
-        for _ in 0..self.state.step {
-            it.next().transpose()?;
-            pb.inc(1);
-        }
+        pb.set_position(resumed);
         let mut totals = self.state.partial;
         let clock = Clock::after(totals.seconds);
         let mut feeder = Feeder::new(self.cfg.device);
@@ -368,7 +374,8 @@ impl<'a> Trainer<'a> {
             if self.should_stop(stop) {
                 pb.abandon();
                 totals.seconds = clock.seconds();
-                self.stop_mid_epoch(totals)?;
+                self.save_mid_epoch(totals, self.state.step - resumed)?;
+                self.report_stop(&totals);
                 return Ok(None);
             }
             let seed = step_seed(self.state.seed, epoch, self.state.step);
@@ -391,6 +398,13 @@ impl<'a> Trainer<'a> {
                 totals.seconds = clock.seconds();
                 show_running(&pb, &totals);
             }
+            let every = self.cfg.recipe.checkpoint_every;
+            if every.is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
+                && (self.state.step as usize) < batches
+            {
+                totals.seconds = clock.seconds();
+                self.save_mid_epoch(totals, self.state.step - resumed)?;
+            }
         }
         totals.seconds = clock.seconds();
         pb.finish_and_clear();
@@ -402,10 +416,16 @@ impl<'a> Trainer<'a> {
         stop.load(Ordering::SeqCst) || limit.is_some_and(|m| self.steps_here >= m)
     }
 
-    /// Saves the epoch so far, so that `--resume` continues at the next step.
-    fn stop_mid_epoch(&mut self, totals: EpochTotals) -> Result<(), TrainError> {
+    /// Saves the epoch so far, with the engine's position after the `trained_here` batches this
+    /// iteration served and trained, so that `--resume` continues at the next step.
+    fn save_mid_epoch(&mut self, totals: EpochTotals, trained_here: u64) -> Result<(), TrainError> {
         self.state.partial = totals;
-        self.save()?;
+        self.state.loader = Some(self.train.state(trained_here as usize)?);
+        self.save()
+    }
+
+    /// The line a stopped run prints.
+    fn report_stop(&self, totals: &EpochTotals) {
         eprintln!(
             "stopped in epoch {} after step {}: train loss {:.3} top-1 {:.1}% | {:.0} img/s, data \
              wait {:.1}%",
@@ -416,7 +436,6 @@ impl<'a> Trainer<'a> {
             totals.images_per_s(),
             totals.data_wait_pct()
         );
-        Ok(())
     }
 
     /// The validation pass after an epoch.
@@ -446,6 +465,7 @@ impl<'a> Trainer<'a> {
         self.state.epoch = epoch;
         self.state.step = 0;
         self.state.partial = EpochTotals::default();
+        self.state.loader = None;
         self.save()?;
         if decision.improved {
             checkpoint::copy(

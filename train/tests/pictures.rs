@@ -76,6 +76,7 @@ fn checkpoint_with(data: &Path, path: &Path, edit: impl FnOnce(&mut [f32])) {
         step: 0,
         schedule: LrState::new(0.01),
         partial: EpochTotals::default(),
+        loader: None,
     };
     let sgd = Sgd::new(&vs, 0.9, 0.0005);
     checkpoint::save(path, &vs, &sgd, &stats, &state).expect("checkpoint written");

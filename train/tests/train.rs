@@ -221,6 +221,78 @@ fn resume_mid_epoch_continues_exactly() {
     assert_eq!(csv.lines().count(), 3, "header and two epochs:\n{csv}");
 }
 
+/// A run killed with SIGKILL mid-epoch (no chance to save) resumes from its last periodic
+/// checkpoint (`--checkpoint-every`), where the engine starts at the saved position at once (the
+/// checkpoint holds its `LoaderState`), and ends with the weights of a run never killed.
+#[test]
+fn a_run_killed_mid_epoch_resumes_exactly_from_its_last_checkpoint() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let small = ["--preset", "small", "--checkpoint-every", "2"];
+    let killed = tmp.path().join("killed");
+    let ckpt = last_checkpoint(&killed);
+    let mut child = train_command(&data, &killed, "1000")
+        .args(small)
+        .env("OMP_NUM_THREADS", "1")
+        .spawn()
+        .expect("train starts");
+    // Kill once a checkpoint from the middle of the second epoch or later is on disk.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        assert!(Instant::now() < deadline, "no mid-epoch checkpoint");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "train exited early"
+        );
+        if let Ok((_vs, _net, state, _)) = load_network(&ckpt, Device::Cpu) {
+            if state.epoch >= 1 && state.step > 0 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    // What the kill left: the last checkpoint written before it (renamed into place whole).
+    let (_vs, _net, at, _) = load_network(&ckpt, Device::Cpu).expect("a usable checkpoint");
+    match &at.loader {
+        Some(position) => {
+            assert_eq!(position.epoch, at.epoch);
+            assert_eq!(position.consumed, at.step * 4, "4 images a step");
+        }
+        None => assert_eq!(at.step, 0, "an epoch's start carries no engine position"),
+    }
+    let steps_before = at.epoch * 7 + at.step;
+
+    let resume = train_command(&data, &killed, "1000")
+        .args(small)
+        .args(["--resume", "--max-steps", "5"])
+        .env("OMP_NUM_THREADS", "1")
+        .status()
+        .expect("train resumes");
+    assert!(resume.success(), "{resume:?}");
+    let straight = tmp.path().join("straight");
+    let total = (steps_before + 5).to_string();
+    let status = train_command(&data, &straight, "1000")
+        .args(small)
+        .args(["--max-steps", total.as_str()])
+        .env("OMP_NUM_THREADS", "1")
+        .status()
+        .expect("train runs");
+    assert!(status.success(), "{status:?}");
+
+    let (_vs, _net, a_state, _) =
+        load_network(&last_checkpoint(&straight), Device::Cpu).expect("ckpt");
+    let (_vs, _net, b_state, _) = load_network(&ckpt, Device::Cpu).expect("ckpt");
+    assert_eq!((a_state.epoch, a_state.step), (b_state.epoch, b_state.step));
+    assert_eq!(a_state.loader, b_state.loader, "the same engine position");
+    let (a, b) = (tensors(&last_checkpoint(&straight)), tensors(&ckpt));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs after kill -9 and resume");
+    }
+}
+
 /// The small dataset in `dir` and a finished one-epoch run on it (in this process).
 fn one_epoch_run(dir: &Path) -> (std::path::PathBuf, RunConfig) {
     let data = small_dataset(dir);

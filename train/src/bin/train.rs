@@ -133,6 +133,10 @@ struct Args {
     /// Stop after this many steps, with a checkpoint that --resume continues from.
     #[arg(long)]
     max_steps: Option<u64>,
+    /// Also checkpoint every this many steps within an epoch (resume after kill -9 loses at most
+    /// that many steps).
+    #[arg(long, value_name = "STEPS")]
+    checkpoint_every: Option<u64>,
     /// Where the network runs.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -167,6 +171,7 @@ impl Args {
             },
             ten_crop: self.ten_crop || p.ten_crop,
             max_steps: self.max_steps.or(p.max_steps),
+            checkpoint_every: self.checkpoint_every.or(p.checkpoint_every),
             ..p
         }
     }
