@@ -1,29 +1,51 @@
 #!/usr/bin/env bash
-# The main job on the bundled fixtures: set-up (idempotent), shards + statistics of fixtures/images
-# in out/fixtures and of the held-out fixtures/val in out/fixtures-val, then a small AlexNet trained
-# briefly on the CPU, validated on the held-out images (run directory
-# out/train-fixtures: metrics.jsonl, metrics.csv, checkpoints, curves.png, conv1.png,
-# neighbours.png). A rerun replaces them.
+# The main job: AlexNet learning real images, through the same steps a user takes on their own data.
+# Set-up (idempotent), then Fashion-MNIST (70,000 real photographs of garments from Debian's
+# dataset-fashion-mnist) written as an ImageFolder of PNGs, built into checksummed 72×72 shards with
+# their statistics (`build-shards`, progress bar), a ⅛-width AlexNet trained on the CPU on random
+# 64×64 patches with the paper's mirrors (`train --preset small`), validated on the 10,000 held-out
+# test images, its pictures (conv1 kernels, training curves, nearest neighbours by fc7), and a
+# summary: accuracy, engine vs step images/s, data wait, where everything is, what to try next.
+# Everything lands in out/; a rerun rebuilds the shards and replaces the run (out/train-fashion-mnist).
 #
-# DEMO_CARGO_FEATURES (e.g. alexpipe/hdf5, as scripts/test.sh builds) is passed to cargo as
-# --features, so the demo reuses that build instead of compiling a second feature set.
-# --quick: exactly this fixtures run (today it is also the default; CI runs `scripts/demo.sh --quick`
-# from scripts/test.sh so a broken main job fails the suite). Other options go to build-shards.
+# --quick: the 31 bundled fixtures instead (seconds of training; what CI runs, so a broken main job
+# fails the suite). DEMO_CARGO_FEATURES (e.g. alexpipe/hdf5, as scripts/test.sh builds) is passed to
+# cargo as --features, so the demo reuses that build. Other options go to build-shards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
 args=()
 for a in "$@"; do
-  [ "$a" = --quick ] || args+=("$a")
+  if [ "$a" = --quick ]; then quick=1; else args+=("$a"); fi
 done
 set -- ${args[@]+"${args[@]}"}
 scripts/setup.sh
 mkdir -p out
 cargo=(cargo run --release ${DEMO_CARGO_FEATURES:+--features "$DEMO_CARGO_FEATURES"})
-"${cargo[@]}" --bin build-shards -- fixtures/images out/fixtures "$@"
-"${cargo[@]}" --bin build-shards -- fixtures/val out/fixtures-val "$@"
-"${cargo[@]}" --bin train
-# Pictures of the run (§6.1): train wrote curves.png; the learned conv1 kernels (Figure 3) and, for
+viz=("${cargo[@]}" --quiet --bin alexpipe-viz --)
+
+if [ "$quick" = 1 ]; then
+  "${cargo[@]}" --quiet --bin build-shards -- fixtures/images out/fixtures "$@"
+  "${cargo[@]}" --quiet --bin build-shards -- fixtures/val out/fixtures-val "$@"
+  "${cargo[@]}" --quiet --bin train
+  run=out/train-fixtures
+  "${viz[@]}" filters "$run/best.ot" -o "$run/conv1.png"
+  "${viz[@]}" neighbours "$run/best.ot" --query out/fixtures-val --gallery out/fixtures -o "$run/neighbours.png"
+  .venv/bin/python scripts/demo_summary.py "$run" out/fixtures
+  exit 0
+fi
+
+data=out/fashion-mnist
+run=out/train-fashion-mnist
+.venv/bin/python scripts/fashion_mnist.py "$data/png"
+"${cargo[@]}" --quiet --bin build-shards -- "$data/png/train" "$data/train" --size 72 "$@"
+"${cargo[@]}" --quiet --bin build-shards -- "$data/png/test" "$data/test" --size 72 "$@"
+rm -rf "$run"
+"${cargo[@]}" --quiet --bin train -- --train "$data/train" --val "$data/test" --out "$run" \
+  --preset small --device cpu
+# Pictures of the run (§6.1): train drew curves.png; the learned conv1 kernels (Figure 3) and, for
 # held-out images, the training images nearest by fc7 features (Figure 4).
-"${cargo[@]}" --quiet --bin alexpipe-viz -- filters out/train-fixtures/best.ot -o out/train-fixtures/conv1.png
-"${cargo[@]}" --quiet --bin alexpipe-viz -- neighbours out/train-fixtures/best.ot \
-  --query out/fixtures-val --gallery out/fixtures -o out/train-fixtures/neighbours.png
+"${viz[@]}" filters "$run/best.ot" -o "$run/conv1.png" --scale 8
+"${viz[@]}" neighbours "$run/best.ot" --query "$data/test" --gallery "$data/train" --queries 6 -k 7 \
+  -o "$run/neighbours.png"
+.venv/bin/python scripts/demo_summary.py "$run" "$data/train"

@@ -15,6 +15,8 @@
 //! Dependencies go one way: `train` → `pictures` → `checkpoint` → `model`, `sgd`, `schedule`,
 //! `metrics`; no module imports one that imports it back.
 
+#![deny(missing_docs)]
+
 pub mod checkpoint;
 pub mod device;
 pub mod feed;

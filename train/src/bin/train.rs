@@ -27,16 +27,6 @@ enum InitArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum NormArg {
-    /// Subtract the training set's mean image (the paper; inputs in levels).
-    Image,
-    /// Subtract the channel mean, divide by the channel std (unit-scale inputs, for --init kaiming).
-    Channel,
-    /// torchvision's ImageNet channel mean and std, whatever the dataset.
-    Imagenet,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
 enum BiasArg {
     /// 1 (the paper).
     Paper,
@@ -118,9 +108,11 @@ struct Args {
     /// Constant biases of conv2, conv4, conv5, fc6, fc7 [paper: paper, 1; demo, small: caffe, 0.1].
     #[arg(long, value_enum, help_heading = NARROW)]
     bias_init: Option<BiasArg>,
-    /// Input normalisation [paper: image; demo, small: channel].
-    #[arg(long, value_enum, help_heading = NARROW)]
-    normalize: Option<NormArg>,
+    /// Input normalisation: image (subtract the training set's mean image: the paper, inputs in
+    /// levels), channel (the dataset's channel mean and std: unit scale, for --init kaiming) or
+    /// imagenet (torchvision's ImageNet mean and std) [paper: image; demo, small: channel].
+    #[arg(long, help_heading = NARROW)]
+    normalize: Option<MeanMode>,
     /// Seed of every random draw [default: 0].
     #[arg(long)]
     seed: Option<u64>,
@@ -163,12 +155,7 @@ impl Args {
             lighting: self.lighting.unwrap_or(p.lighting),
             workers: self.workers.unwrap_or(p.workers),
             prefetch: self.prefetch.unwrap_or(p.prefetch),
-            normalize: match self.normalize {
-                None => p.normalize,
-                Some(NormArg::Image) => MeanMode::Image,
-                Some(NormArg::Channel) => MeanMode::Channel,
-                Some(NormArg::Imagenet) => MeanMode::ImageNet,
-            },
+            normalize: self.normalize.unwrap_or(p.normalize),
             ten_crop: self.ten_crop || p.ten_crop,
             max_steps: self.max_steps.or(p.max_steps),
             checkpoint_every: self.checkpoint_every.or(p.checkpoint_every),
