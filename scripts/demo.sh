@@ -31,7 +31,7 @@ if [ "$quick" = 1 ]; then
   run=out/train-fixtures
   "${viz[@]}" filters "$run/best.ot" -o "$run/conv1.png"
   "${viz[@]}" neighbours "$run/best.ot" --query out/fixtures-val --gallery out/fixtures -o "$run/neighbours.png"
-  .venv/bin/python scripts/demo_summary.py "$run" out/fixtures
+  .venv/bin/python scripts/demo_summary.py "$run" out/fixtures out/fixtures-val
   exit 0
 fi
 
@@ -48,4 +48,4 @@ rm -rf "$run"
 "${viz[@]}" filters "$run/best.ot" -o "$run/conv1.png" --scale 8
 "${viz[@]}" neighbours "$run/best.ot" --query "$data/test" --gallery "$data/train" --queries 6 -k 7 \
   -o "$run/neighbours.png"
-.venv/bin/python scripts/demo_summary.py "$run" "$data/train"
+.venv/bin/python scripts/demo_summary.py "$run" "$data/train" "$data/test"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The main job's closing summary (scripts/demo.sh): what a user wants to know at the end of a run.
 
-Usage: demo_summary.py RUN_DIR TRAIN_SHARDS
+Usage: demo_summary.py RUN_DIR TRAIN_SHARDS VAL_SHARDS
 
 Reads RUN_DIR/metrics.jsonl (written by `train`), measures the engine alone on TRAIN_SHARDS with
 the run's input recipe (the Python package's Loader, drained inside Rust), and prints accuracy,
@@ -16,7 +16,7 @@ import alexpipe
 
 
 def main() -> None:
-    run, shards = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    run, shards, val = (pathlib.Path(a) for a in sys.argv[1:4])
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
     if not rows:
         sys.exit(f"{run}/metrics.jsonl has no epochs: the run did not finish one")
@@ -44,7 +44,7 @@ def main() -> None:
         f"metrics:    {run / 'metrics.jsonl'}, {run / 'metrics.csv'}",
         f"pictures:   {run / 'curves.png'}, {run / 'conv1.png'}, {run / 'neighbours.png'}",
         "next:",
-        f"  evaluate with the paper's 10 patches: cargo run --release --bin train -- --eval {run / 'best.ot'} --val VAL --ten-crop",
+        f"  evaluate with the paper's 10 patches: cargo run --release --bin train -- --eval {run / 'best.ot'} --val {val} --ten-crop",
         f"  train more epochs from the last one:  cargo run --release --bin train -- --resume {run / 'checkpoint.ot'} --epochs N (same options)",
         f"  the same shards from Python/PyTorch:  python -c \"from alexpipe.torch import TorchLoader; "
         f"print(next(iter(TorchLoader('{shards}', crop={crop}, mean='channel')))[0].shape)\"",

@@ -122,7 +122,7 @@ def test_python_errors_come_by_kind(dataset, tmp_path):
 def test_imagenet_normalisation_by_name_matches_torchvision_constants(dataset):
     """`mean="imagenet"`: what a torchvision model expects, (x/255 - mean) / std per channel."""
     ds = alexpipe.Dataset(dataset)
-    loader = alexpipe.Loader(dataset, batch_size=8, train=False, shuffle=False, crop=32, mean="imagenet")
+    loader = alexpipe.Loader(dataset, batch_size=8, train=False, shuffle=False, drop_last=False, crop=32, mean="imagenet")
     mean = np.array([0.485, 0.456, 0.406], dtype=np.float64)
     std = np.array([0.229, 0.224, 0.225], dtype=np.float64)
     off = (48 - 32) // 2
