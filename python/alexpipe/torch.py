@@ -1,6 +1,17 @@
 """PyTorch helper: the alexpipe Loader yielding torch tensors.
 
-``torch.from_numpy`` shares the engine's buffer (no copy). With ``device="cuda"`` each batch is
+``torch.from_numpy`` shares the engine's buffer (no copy).
+
+Normalisation is the Loader's ``mean=`` option, and it decides what the network sees: ``"image"``
+(the default, the paper's §2) subtracts the training set's mean image and leaves inputs in pixel
+levels of about ±128, for the paper's AlexNet — a torchvision-style network without normalisation
+layers diverges on it at the usual learning rates; ``"channel"`` gives unit-scale inputs from the
+dataset's own channel mean and std; ``"imagenet"`` gives exactly what torchvision models expect
+(mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225 of [0, 1] pixels). For example::
+
+    loader = TorchLoader("shards/", batch_size=128, mean="imagenet")        # training
+    val = TorchLoader("val-shards/", train=False, mean="imagenet")          # centre patches
+ With ``device="cuda"`` each batch is
 copied to pinned host memory (when ``pin_memory``) and sent with a non-blocking copy, so the copy of
 batch k+1 overlaps the computation on batch k.
 
@@ -30,7 +41,8 @@ __all__ = ["TorchLoader"]
 
 
 class TorchLoader:
-    """Wraps :class:`alexpipe.Loader` (same arguments) and yields ``(images, labels)`` tensors."""
+    """Wraps :class:`alexpipe.Loader` (same arguments, ``mean=`` included: see the module's
+    docs for which normalisation a model expects) and yields ``(images, labels)`` tensors."""
 
     def __init__(self, source, *, device: Optional[str] = None, pin_memory: bool = False, **loader_args):
         self.loader = Loader(source, **loader_args)
