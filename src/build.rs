@@ -6,7 +6,6 @@
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +14,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::prep::{
     decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes, DecodeOptions,
-    Inputs, RejectReason, ResizeCrop, Source,
+    Inputs, RejectReason, ResizeCrop, Source, TableFile, MAX_NUMBERED_CLASSES,
 };
 use crate::shards::{DatasetWriter, ShardSource, StatsInfo, MEAN_IMAGE_FILE};
 use crate::sink::DatasetSink;
@@ -64,12 +63,21 @@ impl std::str::FromStr for OutputFormat {
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildConfig {
-    /// An ImageFolder directory, or a list file of `path label` lines.
+    /// An ImageFolder directory, a list file of `path label` lines, WebDataset tars (a path, a
+    /// brace range or glob, an `http(s)://` URL), parquet files (a path or glob) or a Hugging Face
+    /// dataset directory (`save_to_disk`, or a Hub snapshot with `data/*.parquet`).
     pub input: PathBuf,
     /// For a list file: the directory its paths are relative to (default: the list file's directory).
     pub root: Option<PathBuf>,
-    /// For a list file: a file with one class name per line.
+    /// For a list file, WebDataset tars or parquet: a file with one class name per line.
     pub class_names: Option<PathBuf>,
+    /// WebDataset: where a sample's label is, `EXT` (the integer text of the member with that
+    /// extension) or `EXT:FIELD[.FIELD…]` (an integer field of a JSON member); `None`: `cls`.
+    pub label_key: Option<String>,
+    /// Parquet / Hugging Face: the image column (`None`: `image`, else `img`).
+    pub image_column: Option<String>,
+    /// Parquet / Hugging Face: the label column (`None`: `label`, else `labels`).
+    pub label_column: Option<String>,
     /// The dataset directory to create or replace.
     pub out: PathBuf,
     /// Side length of the records (paper: 256).
@@ -99,6 +107,9 @@ impl BuildConfig {
             input: input.into(),
             root: None,
             class_names: None,
+            label_key: None,
+            image_column: None,
+            label_column: None,
             out: out.into(),
             size: 256,
             mode: Mode::Raw,
@@ -186,8 +197,103 @@ impl Worker {
     }
 }
 
-/// Finds the inputs of a build: a directory is an ImageFolder, a file is a list.
+/// The container inputs: WebDataset tars, or parquet / Arrow tables.
+enum Container {
+    /// Tar paths or URLs, in order.
+    Tars(Vec<String>),
+    /// Table files, and a `dataset_info.json` when the input is a Hugging Face directory.
+    Tables(Vec<TableFile>, Option<serde_json::Value>),
+}
+
+/// Which container `input` names, if any: a URL (tars, brace-expanded), a Hugging Face dataset
+/// directory, or paths (a pattern expanded) that are all `.tar` or all `.parquet` / `.arrow`.
+fn container_input(input: &Path) -> Result<Option<Container>> {
+    let text = input.to_string_lossy();
+    if crate::prep::is_url(&text) {
+        return Ok(Some(Container::Tars(crate::prep::expand_braces(&text)?)));
+    }
+    // A path that exists is taken as written, even with brackets or braces in its name.
+    let pattern = !input.exists() && crate::prep::is_pattern(&text);
+    if !pattern && input.is_dir() {
+        return Ok(crate::prep::hf_dataset_files(input)?
+            .map(|(files, info)| Container::Tables(files, info)));
+    }
+    let paths = if pattern {
+        crate::prep::expand_local(&text)?
+    } else {
+        vec![input.to_path_buf()]
+    };
+    let is_tar = |p: &PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tar"));
+    if paths.iter().all(is_tar) {
+        let tars = paths.iter().map(|p| p.display().to_string()).collect();
+        return Ok(Some(Container::Tars(tars)));
+    }
+    if let Some(tables) = paths.iter().map(|p| TableFile::from_path(p)).collect() {
+        return Ok(Some(Container::Tables(tables, None)));
+    }
+    if pattern {
+        let odd = paths
+            .iter()
+            .find(|p| !is_tar(p) && TableFile::from_path(p).is_none())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "{text}: the pattern must name only WebDataset tars (.tar) or only parquet / Arrow files (.parquet, .arrow); it matches {odd}"
+        )));
+    }
+    Ok(None)
+}
+
+/// Finds the inputs of a build, the one place the input kind is chosen: WebDataset tars (`.tar`
+/// paths, brace ranges, globs, `http(s)://` URLs), parquet / Arrow files or a Hugging Face dataset
+/// directory; else a directory is an ImageFolder and a file is a list.
 pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
+    match container_input(&cfg.input)? {
+        Some(Container::Tars(shards)) => {
+            if cfg.root.is_some() || cfg.image_column.is_some() || cfg.label_column.is_some() {
+                return Err(Error::Usage(
+                    "--root, --image-column and --label-column do not apply to WebDataset tars; the label is chosen with --label-key".into(),
+                ));
+            }
+            let opts = crate::prep::WebDatasetOptions::new(
+                cfg.label_key.as_deref(),
+                cfg.class_names.as_deref(),
+                max_file_bytes(cfg.max_pixels),
+            )?;
+            return Ok((
+                crate::prep::discover_webdataset(shards, opts)?,
+                "webdataset",
+            ));
+        }
+        Some(Container::Tables(files, info)) => {
+            if cfg.root.is_some() || cfg.label_key.is_some() {
+                return Err(Error::Usage(
+                    "--root and --label-key do not apply to parquet; the columns are chosen with --image-column and --label-column".into(),
+                ));
+            }
+            let opts = crate::prep::ParquetOptions {
+                image_column: cfg.image_column.clone(),
+                label_column: cfg.label_column.clone(),
+                class_names: cfg.class_names.clone(),
+                max_bytes: max_file_bytes(cfg.max_pixels),
+            };
+            let kind = if files
+                .iter()
+                .all(|f| f.kind == crate::prep::TableKind::Parquet)
+            {
+                "parquet"
+            } else {
+                "arrow"
+            };
+            return Ok((crate::prep::discover_parquet(files, info, opts)?, kind));
+        }
+        None => {}
+    }
+    if cfg.label_key.is_some() || cfg.image_column.is_some() || cfg.label_column.is_some() {
+        return Err(Error::Usage(
+            "--label-key, --image-column and --label-column apply to WebDataset tars and parquet; INPUT is a folder or a list file".into(),
+        ));
+    }
     let meta = fs::metadata(&cfg.input).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Usage(format!(
@@ -219,6 +325,24 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
     }
 }
 
+/// Why a container sample's `label` cannot be used with `known` class names, if it cannot.
+fn check_label(label: Option<u32>, known: usize, from_labels: bool) -> Option<RejectReason> {
+    let label = label?; // None: the reader has refused it already
+    if from_labels {
+        (label as usize >= MAX_NUMBERED_CLASSES).then(|| {
+            RejectReason::NoLabel(format!(
+                "label {label} is too large to name classes by number (at most {MAX_NUMBERED_CLASSES}); give --class-names"
+            ))
+        })
+    } else {
+        (label as usize >= known).then(|| {
+            RejectReason::NoLabel(format!(
+                "label {label} has no class name: there are {known} class names; add the missing names (--class-names)"
+            ))
+        })
+    }
+}
+
 fn encode_jpeg(
     compressor: &mut Option<turbojpeg::Compressor>,
     pixels: &[u8],
@@ -247,20 +371,45 @@ fn encode_jpeg(
 }
 
 fn prepare(
-    src: &Source,
+    src: Source,
     cfg: &BuildConfig,
     worker: &mut Worker,
 ) -> std::result::Result<Prepared, RejectReason> {
-    if let Some(reason) = &src.refused {
-        return Err(reason.clone());
+    if let Some(reason) = src.refused {
+        return Err(reason);
     }
-    let meta = fs::metadata(&src.path).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
-    if !meta.is_file() {
-        // A FIFO or device would block or never end: never read one.
-        return Err(RejectReason::Unreadable("not a regular file".into()));
-    }
-    let bytes = read_image_file(&src.path, meta.len(), max_file_bytes(cfg.max_pixels))?;
+    let limit = max_file_bytes(cfg.max_pixels);
+    let bytes = match src.bytes {
+        // Read by a container reader (a tar member, a parquet cell): the same checks as a file's.
+        Some(bytes) => check_image_bytes(bytes, limit)?,
+        None => {
+            let meta =
+                fs::metadata(&src.path).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+            if !meta.is_file() {
+                // A FIFO or device would block or never end: never read one.
+                return Err(RejectReason::Unreadable("not a regular file".into()));
+            }
+            read_image_file(&src.path, meta.len(), limit)?
+        }
+    };
     prepare_bytes(bytes, cfg, worker)
+}
+
+/// [`read_image_file`]'s checks on bytes already in memory.
+fn check_image_bytes(bytes: Vec<u8>, limit: u64) -> std::result::Result<Vec<u8>, RejectReason> {
+    if bytes.is_empty() {
+        return Err(RejectReason::Empty);
+    }
+    if !looks_like_image(&bytes[..bytes.len().min(64)]) {
+        return Err(RejectReason::NotAnImage);
+    }
+    if bytes.len() as u64 > limit {
+        return Err(RejectReason::FileTooLarge {
+            bytes: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
 }
 
 /// §2 on one file's bytes, after [`read_image_file`]: decode, resize, crop, (re-encode), and add
@@ -294,7 +443,7 @@ fn prepare_bytes(
 }
 
 fn prepare_contained(
-    src: &Source,
+    src: Source,
     cfg: &BuildConfig,
     worker: &mut Worker,
 ) -> std::result::Result<Prepared, RejectReason> {
@@ -372,10 +521,10 @@ fn read_image_file(
     Ok(bytes)
 }
 
-/// Hands out input indices to workers, at most `window` ahead of the writer, so that results
-/// can be written in input order while every core stays busy and memory stays bounded.
+/// Lets the feeder hand input `j` to the workers only while it is at most `window` ahead of the
+/// writer, so that results can be written in input order while every core stays busy and memory
+/// stays bounded.
 struct Dispatch {
-    next: AtomicUsize,
     window: usize,
     /// Inputs written (or rejected) so far, and whether the writer has stopped.
     written: Mutex<(usize, bool)>,
@@ -383,17 +532,13 @@ struct Dispatch {
 }
 
 impl Dispatch {
-    /// The next index to process, or `None` when done or stopped.
-    fn claim(&self, len: usize) -> Option<usize> {
-        let j = self.next.fetch_add(1, Ordering::Relaxed);
-        if j >= len {
-            return None;
-        }
+    /// Waits until input `j` may be handed out; false when the writer has stopped.
+    fn wait_for_room(&self, j: usize) -> bool {
         let mut state = self.written.lock().unwrap_or_else(|p| p.into_inner());
         while !state.1 && j >= state.0 + self.window {
             state = self.advanced.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        (!state.1).then_some(j)
+        !state.1
     }
 
     fn set(&self, written: usize, stopped: bool) {
@@ -435,30 +580,64 @@ pub fn build_inputs(
 ) -> Result<BuildSummary> {
     cfg.validate()?;
     let threads = worker_threads(cfg.threads);
-    let mut writer = create_sink(cfg, inputs.classes.clone())?;
-    let sources = &inputs.sources;
+    let Inputs {
+        classes,
+        classes_from_labels,
+        len: _,
+        sources,
+    } = inputs;
+    let mut num_classes = classes.len();
+    let mut writer = create_sink(cfg, classes)?;
     let dispatch = Dispatch {
-        next: AtomicUsize::new(0),
         window: threads * 32,
         written: Mutex::new((0, false)),
         advanced: Condvar::new(),
     };
     let mut rejects = Vec::new();
-    type Item = (usize, std::result::Result<Prepared, RejectReason>);
+    let mut count = 0usize;
+    /// An input's name (`rel`), where it was read (`path`), its label and what became of it.
+    type Item = (
+        usize,
+        PathBuf,
+        PathBuf,
+        Option<u32>,
+        std::result::Result<Prepared, RejectReason>,
+    );
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<(usize, Source)>(threads * 2);
     let (tx, rx) = crossbeam_channel::bounded::<Item>(threads * 4);
-    let (written, parts) = std::thread::scope(|scope| {
+    let (written, fed, parts) = std::thread::scope(|scope| {
+        let dispatch = &dispatch;
+        // The feeder walks the inputs in order (a container reader reads its files here, one
+        // sample at a time) and hands them to the workers, never more than the window ahead.
+        let known = num_classes;
+        let feeder = std::thread::Builder::new()
+            .name("alexpipe-build-feed".into())
+            .spawn_scoped(scope, move || {
+                for (j, mut src) in sources.enumerate() {
+                    if !dispatch.wait_for_room(j) {
+                        break;
+                    }
+                    if src.refused.is_none() {
+                        src.refused = check_label(src.label, known, classes_from_labels);
+                    }
+                    if job_tx.send((j, src)).is_err() {
+                        break; // the workers stopped: the writer failed, reported below
+                    }
+                }
+            });
         let workers: Vec<_> = (0..threads)
             .map(|i| {
                 let tx = tx.clone();
-                let dispatch = &dispatch;
+                let job_rx = job_rx.clone();
                 std::thread::Builder::new()
                     .name(format!("alexpipe-build-{i}"))
                     .spawn_scoped(scope, move || {
                         let mut worker = Worker::new(cfg.size);
-                        while let Some(j) = dispatch.claim(sources.len()) {
-                            let result = prepare_contained(&sources[j], cfg, &mut worker);
+                        for (j, src) in job_rx {
+                            let (rel, path, label) = (src.rel.clone(), src.path.clone(), src.label);
+                            let result = prepare_contained(src, cfg, &mut worker);
                             progress(1);
-                            if tx.send((j, result)).is_err() {
+                            if tx.send((j, rel, path, label, result)).is_err() {
                                 break; // the writer stopped on an error, reported below
                             }
                         }
@@ -467,47 +646,60 @@ pub fn build_inputs(
             })
             .collect();
         drop(tx);
+        drop(job_rx);
         // This thread writes, in input order, holding early results until their turn.
         let written = (|| -> Result<()> {
             let mut early = std::collections::BTreeMap::new();
-            let mut next = 0usize;
-            for (j, result) in &rx {
-                early.insert(j, result);
-                while let Some(result) = early.remove(&next) {
-                    let src = &sources[next];
+            for (j, rel, path, label, result) in &rx {
+                early.insert(j, (rel, path, label, result));
+                while let Some((rel, path, label, result)) = early.remove(&count) {
                     match result {
                         Ok(p) => {
-                            let label = src.label.unwrap_or_default(); // refused when None
-                            writer.push(
-                                label,
-                                &src.rel,
-                                p.payload.as_deref().unwrap_or(&p.pixels),
-                            )?;
+                            let label = label.unwrap_or_default(); // refused when None
+                            if label as usize >= num_classes {
+                                // Only when classes come from the labels (checked by the feeder).
+                                let names: Vec<String> = (num_classes..=label as usize)
+                                    .map(|l| l.to_string())
+                                    .collect();
+                                writer.add_classes(&names)?;
+                                num_classes = label as usize + 1;
+                            }
+                            writer.push(label, &rel, p.payload.as_deref().unwrap_or(&p.pixels))?;
                         }
                         Err(reason) if cfg.strict => {
                             return Err(Error::Rejected {
-                                path: src.path.clone(),
+                                path,
                                 kind: reason.kind(),
                                 reason: reason.to_string(),
                             })
                         }
                         Err(reason) => {
-                            writer.reject(&src.rel, &reason)?;
-                            rejects.push((src.rel.clone(), reason));
+                            writer.reject(&rel, &reason)?;
+                            rejects.push((rel, reason));
                         }
                     }
-                    next += 1;
-                    dispatch.set(next, false);
+                    count += 1;
+                    dispatch.set(count, false);
                 }
             }
             Ok(())
         })();
         dispatch.set(0, true);
         drop(rx);
+        let fed = feeder.map(|h| h.join());
         let parts: Vec<_> = workers.into_iter().map(|w| w.map(|h| h.join())).collect();
-        (written, parts)
+        (written, fed, parts)
     });
     written?;
+    match fed {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => return Err(Error::from_panic("the input reader", panic.as_ref())),
+        Err(e) => {
+            return Err(Error::Internal(format!(
+                "cannot start the input reader thread: {e}"
+            )))
+        }
+    }
     let mut acc = StatsAccumulator::new(cfg.size);
     for part in parts {
         match part {
@@ -528,7 +720,7 @@ pub fn build_inputs(
             .collect();
         return Err(Error::Usage(format!(
             "none of the {} inputs in {} could be used:\n{}",
-            sources.len(),
+            count,
             cfg.input.display(),
             examples.join("\n")
         )));
@@ -553,7 +745,7 @@ pub fn build_inputs(
     Ok(BuildSummary {
         out: cfg.out.clone(),
         info,
-        inputs: sources.len() as u64,
+        inputs: count as u64,
         rejects,
         threads,
         elapsed_secs: start.elapsed().as_secs_f64(),

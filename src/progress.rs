@@ -31,3 +31,11 @@ pub fn spinner(unit: &str, visible: bool) -> ProgressBar {
     }
     bar
 }
+
+/// A [`bar`] over `len` items when the total is known, else a [`spinner`].
+pub fn bar_or_spinner(len: Option<u64>, unit: &str, visible: bool) -> ProgressBar {
+    match len {
+        Some(len) => bar(len, unit, visible),
+        None => spinner(unit, visible),
+    }
+}

@@ -17,6 +17,11 @@ pub trait DatasetSink: Send {
     /// index.
     fn push(&mut self, label: u32, rel: &Path, bytes: &[u8]) -> Result<u64>;
 
+    /// Appends classes named `names` after the existing ones: a build whose class names come from
+    /// the labels it reads (a WebDataset without `--class-names`) names class `i` "i" when it first
+    /// meets label `i`.
+    fn add_classes(&mut self, names: &[String]) -> Result<()>;
+
     /// Lists the input `rel` as not used, with the reason (`rejects.tsv`).
     fn reject(&mut self, rel: &Path, reason: &RejectReason) -> Result<()>;
 

@@ -39,8 +39,15 @@ def build_shards(
     shard_size: int = 1024,
     root: Optional[_Path] = None,
     format: str = "shards",
+    class_names: Optional[_Path] = None,
+    label_key: Optional[str] = None,
+    image_column: Optional[str] = None,
+    label_column: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """Builds a dataset (paper §2) from an image folder or a list file; returns a summary dict with
+    """Builds a dataset (paper §2) from an image folder, a list file, WebDataset tars
+    ("shard-{000000..000099}.tar", globs, http(s):// URLs; label_key "cls" or "json:label"),
+    parquet / Arrow files ("data/train-*.parquet"; image_column, label_column) or a Hugging Face
+    dataset directory; class_names: a file of one name per line. Returns a summary dict with
     out, inputs, records, rejected, rejects [(path, reason, detail)], classes, class_counts,
     threads, elapsed_secs. Releases the GIL while building. format="hdf5" writes one HDF5 file
     (raw mode only; needs the hdf5 feature)."""

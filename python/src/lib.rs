@@ -80,10 +80,13 @@ fn parse<T: std::str::FromStr<Err = alexpipe::Error>>(name: &str) -> PyResult<T>
 }
 
 /// Builds an alexpipe dataset (paper §2: short side to `size`, centre crop, statistics) from an
-/// image folder (one sub-folder per class) or a `path label` list file. Returns a summary dict.
+/// image folder (one sub-folder per class), a `path label` list file, WebDataset tars (paths,
+/// brace ranges, globs, URLs; `label_key`), parquet / Arrow files or a Hugging Face dataset
+/// directory (`image_column`, `label_column`). Returns a summary dict.
 #[pyfunction]
 #[pyo3(signature = (input, out, size=256, mode="raw", threads=None, strict=false, progress=true,
-                    quality=90, draft=false, shard_size=1024, root=None, format="shards"))]
+                    quality=90, draft=false, shard_size=1024, root=None, format="shards",
+                    class_names=None, label_key=None, image_column=None, label_column=None))]
 #[allow(clippy::too_many_arguments)]
 fn build_shards<'py>(
     py: Python<'py>,
@@ -99,6 +102,10 @@ fn build_shards<'py>(
     shard_size: u64,
     root: Option<PathBuf>,
     format: &str,
+    class_names: Option<PathBuf>,
+    label_key: Option<String>,
+    image_column: Option<String>,
+    label_column: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut cfg = alexpipe::BuildConfig::new(input, out);
     cfg.format = parse(format)?;
@@ -110,11 +117,15 @@ fn build_shards<'py>(
     cfg.draft = draft;
     cfg.shard_size = shard_size;
     cfg.root = root;
+    cfg.class_names = class_names;
+    cfg.label_key = label_key;
+    cfg.image_column = image_column;
+    cfg.label_column = label_column;
     let summary = py
         .detach(|| {
             let start = std::time::Instant::now();
             let (inputs, kind) = alexpipe::build::discover(&cfg)?;
-            let bar = alexpipe::progress::bar(inputs.sources.len() as u64, "images", progress);
+            let bar = alexpipe::progress::bar_or_spinner(inputs.len, "images", progress);
             let r = alexpipe::build::build_inputs(&cfg, inputs, kind, start, &|n| bar.inc(n));
             bar.finish_and_clear();
             r

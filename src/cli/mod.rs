@@ -80,17 +80,31 @@ impl H5KeyArgs {
 /// `build` (and `build-shards`).
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// Image folder with one sub-folder per class, or a list file of `relative/path label` lines.
-    /// With --stats-only: the dataset to recompute statistics for.
+    /// Image folder with one sub-folder per class, a list file of `relative/path label` lines,
+    /// WebDataset tars ('shard-{000000..000099}.tar', globs, http(s):// URLs), parquet / Arrow
+    /// files ('data/train-*.parquet') or a Hugging Face dataset directory (save_to_disk, or a Hub
+    /// snapshot). With --stats-only: the dataset to recompute statistics for.
     pub input: PathBuf,
     /// Output dataset directory (created, or replaced if it holds an alexpipe dataset).
     pub out: Option<PathBuf>,
     /// For a list file: directory its paths are relative to [default: the list file's directory].
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// For a list file: file with one class name per line (default: the label numbers).
+    /// For a list file, WebDataset tars or parquet: file with one class name per line (default:
+    /// parquet's ClassLabel names, else the label numbers).
     #[arg(long)]
     pub class_names: Option<PathBuf>,
+    /// WebDataset: where the label is: EXT (a member holding the integer label as text) or
+    /// EXT:FIELD[.FIELD...] (an integer field of a JSON member, e.g. json:label) [default: cls].
+    #[arg(long)]
+    pub label_key: Option<String>,
+    /// Parquet / Hugging Face: the image column (datasets Image struct or binary) [default:
+    /// image, else img].
+    #[arg(long)]
+    pub image_column: Option<String>,
+    /// Parquet / Hugging Face: the integer label column [default: label, else labels].
+    #[arg(long)]
+    pub label_column: Option<String>,
     /// Side length of the stored images.
     #[arg(long, default_value_t = 256)]
     pub size: u32,
@@ -122,7 +136,7 @@ pub struct BuildArgs {
     #[arg(long, default_value_t = crate::prep::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
     /// Recompute the statistics of the existing dataset INPUT (no OUT); the same as `alexpipe stats`.
-    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "mode", "quality", "draft", "shard_size", "strict", "format"])]
+    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "label_key", "image_column", "label_column", "mode", "quality", "draft", "shard_size", "strict", "format"])]
     pub stats_only: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -219,6 +233,9 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         input: args.input,
         root: args.root,
         class_names: args.class_names,
+        label_key: args.label_key,
+        image_column: args.image_column,
+        label_column: args.label_column,
         out,
         size: args.size,
         mode: args.mode,
@@ -231,7 +248,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         format: args.format,
     };
     let (inputs, kind) = discover(&cfg)?;
-    let bar = progress::bar(inputs.sources.len() as u64, "images", !args.output.quiet);
+    let bar = progress::bar_or_spinner(inputs.len, "images", !args.output.quiet);
     let summary = build_inputs(&cfg, inputs, kind, start, &|n| bar.inc(n));
     bar.finish_and_clear();
     let summary = summary?;

@@ -295,6 +295,12 @@ impl DatasetSink for H5Writer {
         H5Writer::push(self, label, rel, bytes)
     }
 
+    fn add_classes(&mut self, names: &[String]) -> Result<()> {
+        self.classes.extend_from_slice(names);
+        self.class_counts.resize(self.classes.len(), 0);
+        Ok(())
+    }
+
     fn reject(&mut self, rel: &Path, reason: &RejectReason) -> Result<()> {
         H5Writer::reject(self, rel, reason)
     }

@@ -54,6 +54,12 @@ pub enum RejectReason {
     },
     /// The decoder crashed on this file (a bug in a decoder, contained).
     DecoderPanic(String),
+    /// A sample of a container (a WebDataset tar, a parquet row) that holds no image: no image
+    /// member, a null cell, a path without bytes. The detail says which.
+    NoImage(String),
+    /// A sample of a container without a usable label: missing, not an integer, negative, or
+    /// past the class names. The detail says which.
+    NoLabel(String),
 }
 
 impl RejectReason {
@@ -71,6 +77,8 @@ impl RejectReason {
             RejectReason::OutsideRoot => "outside-root",
             RejectReason::FileTooLarge { .. } => "too-large",
             RejectReason::DecoderPanic(_) => "decoder-panic",
+            RejectReason::NoImage(_) => "no-image",
+            RejectReason::NoLabel(_) => "no-label",
         }
     }
 
@@ -80,7 +88,9 @@ impl RejectReason {
             RejectReason::Unreadable(m)
             | RejectReason::Unsupported(m)
             | RejectReason::Corrupt(m)
-            | RejectReason::DecoderPanic(m) => m.clone(),
+            | RejectReason::DecoderPanic(m)
+            | RejectReason::NoImage(m)
+            | RejectReason::NoLabel(m) => m.clone(),
             RejectReason::Empty => "the file is empty (0 bytes)".into(),
             RejectReason::NotAnImage => "not a recognised image format (checked the file's bytes, not its name)".into(),
             RejectReason::TooLarge { width, height, limit } => format!(

@@ -14,10 +14,12 @@ use super::RejectReason;
 
 use crate::error::{Error, IoContext, Result};
 
-/// One input image.
+/// One input image: a lightweight descriptor (a file to read) or, from a container reader (a
+/// WebDataset tar, a parquet file), the bytes it has read already.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    /// Where to read it.
+    /// Where to read it; for a container's sample, the container and the member or row
+    /// (`shards/000003.tar:sample0042.jpg`), as error messages name it.
     pub path: PathBuf,
     /// Path relative to the input root, as written to `index.tsv` and `rejects.tsv`.
     pub rel: PathBuf,
@@ -25,15 +27,76 @@ pub struct Source {
     pub label: Option<u32>,
     /// Set when the input is refused before it is read (e.g. a list entry leaving `--root`).
     pub refused: Option<RejectReason>,
+    /// The image's bytes when a container reader has read them; `None`: the build reads `path`.
+    pub bytes: Option<Vec<u8>>,
 }
 
+impl Source {
+    /// A file to read, with its label.
+    pub fn file(path: PathBuf, rel: PathBuf, label: Option<u32>) -> Source {
+        Source {
+            path,
+            rel,
+            label,
+            refused: None,
+            bytes: None,
+        }
+    }
+
+    /// An input that is refused before it is read, for `reason`.
+    pub fn refused(path: PathBuf, rel: PathBuf, reason: RejectReason) -> Source {
+        Source {
+            path,
+            rel,
+            label: None,
+            refused: Some(reason),
+            bytes: None,
+        }
+    }
+}
+
+/// The most classes a build names by their numbers (labels without class names): a label past it is
+/// refused, so that a stray huge label cannot make millions of classes.
+pub const MAX_NUMBERED_CLASSES: usize = 1_000_000;
+
+/// The inputs in record order: listed up front (a folder, a list file) or produced while the build
+/// runs by a container reader that streams them with bounded memory (WebDataset tars, parquet).
+pub type SourceStream = Box<dyn Iterator<Item = Source> + Send>;
+
 /// Everything a build will consume.
-#[derive(Debug, Clone)]
 pub struct Inputs {
     /// Class names; a label is an index into this list.
     pub classes: Vec<String>,
-    /// All input files, in record order.
-    pub sources: Vec<Source>,
+    /// The class list grows with the labels read: label `i` past the list adds the classes up to
+    /// `i`, named by their numbers (a WebDataset without `--class-names`). When false, a label
+    /// past the list is refused (`no-label`).
+    pub classes_from_labels: bool,
+    /// How many inputs there are, when known before they are read (for the progress bar).
+    pub len: Option<u64>,
+    /// All inputs, in record order.
+    pub sources: SourceStream,
+}
+
+impl Inputs {
+    /// Inputs known up front.
+    pub fn listed(classes: Vec<String>, sources: Vec<Source>) -> Inputs {
+        Inputs {
+            classes,
+            classes_from_labels: false,
+            len: Some(sources.len() as u64),
+            sources: Box::new(sources.into_iter()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inputs")
+            .field("classes", &self.classes)
+            .field("classes_from_labels", &self.classes_from_labels)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
@@ -63,12 +126,11 @@ pub fn discover_folder(root: &Path) -> Result<Inputs> {
             })?;
             class_dirs.push((name, path));
         } else {
-            loose.push(Source {
-                rel: PathBuf::from(&name),
+            loose.push(Source::refused(
                 path,
-                label: None,
-                refused: Some(RejectReason::NoClass),
-            });
+                PathBuf::from(&name),
+                RejectReason::NoClass,
+            ));
         }
     }
     if class_dirs.is_empty() {
@@ -83,11 +145,9 @@ pub fn discover_folder(root: &Path) -> Result<Inputs> {
         let mut files = Vec::new();
         walk_files(dir, &mut files)?;
         files.sort();
-        sources.extend(files.into_iter().map(|path| Source {
-            rel: Path::new(name).join(path.strip_prefix(dir).unwrap_or(&path)),
-            path,
-            label: Some(label as u32),
-            refused: None,
+        sources.extend(files.into_iter().map(|path| {
+            let rel = Path::new(name).join(path.strip_prefix(dir).unwrap_or(&path));
+            Source::file(path, rel, Some(label as u32))
         }));
     }
     loose.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -98,10 +158,10 @@ pub fn discover_folder(root: &Path) -> Result<Inputs> {
             root.display()
         )));
     }
-    Ok(Inputs {
-        classes: class_dirs.into_iter().map(|(n, _)| n).collect(),
+    Ok(Inputs::listed(
+        class_dirs.into_iter().map(|(n, _)| n).collect(),
         sources,
-    })
+    ))
 }
 
 /// Collects the files under `dir`, following symbolic links (as ImageFolder does) but entering each
@@ -164,12 +224,9 @@ pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Re
         let escapes = Path::new(rel)
             .components()
             .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-        sources.push(Source {
-            path: root.join(rel),
-            rel: PathBuf::from(rel),
-            label: Some(label),
-            refused: escapes.then_some(RejectReason::OutsideRoot),
-        });
+        let mut source = Source::file(root.join(rel), PathBuf::from(rel), Some(label));
+        source.refused = escapes.then_some(RejectReason::OutsideRoot);
+        sources.push(source);
     }
     let Some(max_label) = max_label else {
         return Err(Error::Usage(format!(
@@ -179,13 +236,7 @@ pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Re
     };
     let classes = match class_names {
         Some(p) => {
-            let names: Vec<String> = fs::read_to_string(p)
-                .at(p)?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
+            let names = read_class_names(p)?;
             if names.len() <= max_label as usize {
                 return Err(Error::Usage(format!(
                     "{}: {} class names, but {} uses label {max_label}; add the missing names",
@@ -198,7 +249,18 @@ pub fn discover_list(list: &Path, root: &Path, class_names: Option<&Path>) -> Re
         }
         None => (0..=max_label).map(|l| l.to_string()).collect(),
     };
-    Ok(Inputs { classes, sources })
+    Ok(Inputs::listed(classes, sources))
+}
+
+/// Reads a `--class-names` file: one class name per line, blank lines ignored.
+pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
+    Ok(fs::read_to_string(path)
+        .at(path)?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 #[cfg(test)]
@@ -222,11 +284,7 @@ mod tests {
         fs::write(root.join("loose.jpg"), b"x").at(root)?;
         let inputs = discover_folder(root)?;
         assert_eq!(inputs.classes, vec!["a", "b"]);
-        let rels: Vec<_> = inputs
-            .sources
-            .iter()
-            .map(|s| (s.rel.clone(), s.label))
-            .collect();
+        let rels: Vec<_> = inputs.sources.map(|s| (s.rel, s.label)).collect();
         assert_eq!(
             rels,
             vec![
@@ -249,7 +307,7 @@ mod tests {
         std::os::unix::fs::symlink(&class, class.join("loop")).at(&class)?;
         std::os::unix::fs::symlink(dir.path(), class.join("up")).at(&class)?;
         let inputs = discover_folder(dir.path())?;
-        let rels: Vec<_> = inputs.sources.iter().map(|s| s.rel.clone()).collect();
+        let rels: Vec<_> = inputs.sources.map(|s| s.rel).collect();
         assert_eq!(rels, vec![PathBuf::from("c/a.jpg")]);
         Ok(())
     }
@@ -261,15 +319,12 @@ mod tests {
         fs::write(&list, "# comment\nsome dir/a b.jpg 2\n\nc.png 0\n").at(&list)?;
         let inputs = discover_list(&list, Path::new("/data"), None)?;
         assert_eq!(inputs.classes, vec!["0", "1", "2"]);
-        assert_eq!(
-            inputs.sources[0].path,
-            PathBuf::from("/data/some dir/a b.jpg")
-        );
-        assert_eq!(inputs.sources[0].label, Some(2));
+        let sources: Vec<Source> = inputs.sources.collect();
+        assert_eq!(sources[0].path, PathBuf::from("/data/some dir/a b.jpg"));
+        assert_eq!(sources[0].label, Some(2));
         fs::write(&list, "../etc/passwd 0\n/etc/shadow 0\n./ok/a.jpg 0\n").at(&list)?;
         let refused: Vec<bool> = discover_list(&list, Path::new("/data"), None)?
             .sources
-            .iter()
             .map(|s| s.refused.is_some())
             .collect();
         assert_eq!(refused, vec![true, true, false]);

@@ -1,13 +1,28 @@
-//! Preparing inputs (paper §2): discovering files, decoding them to RGB, resizing the short side and
-//! cropping the centre.
+//! Preparing inputs (paper §2): discovering files (an ImageFolder, a list file) or reading them from
+//! containers (WebDataset tars, parquet / Hugging Face tables), decoding them to RGB, resizing the
+//! short side and cropping the centre.
 
 mod decode;
 mod discover;
+mod parquet;
+mod pattern;
 mod resize;
+mod webdataset;
 
 pub use decode::{
     cmyk_to_rgb, decode_rgb, draft_denominator, is_jpeg, looks_like_image, max_file_bytes,
     DecodeOptions, RejectReason, RgbImage, DEFAULT_MAX_PIXELS,
 };
-pub use discover::{discover_folder, discover_list, Inputs, Source};
+pub use discover::{
+    discover_folder, discover_list, read_class_names, Inputs, Source, SourceStream,
+    MAX_NUMBERED_CLASSES,
+};
+pub use parquet::{
+    discover_parquet, hf_dataset_files, ParquetOptions, TableFile, TableKind, IMAGE_COLUMNS,
+    LABEL_COLUMNS,
+};
+pub use pattern::{expand_braces, expand_local, is_pattern, is_url};
 pub use resize::{center_crop_offset, crop_rgb, resized_dims, ResizeCrop};
+pub use webdataset::{
+    discover_webdataset, split_member, LabelKey, WebDatasetOptions, IMAGE_EXTENSIONS,
+};

@@ -482,6 +482,12 @@ impl DatasetSink for DatasetWriter {
         DatasetWriter::push(self, label, rel, bytes)
     }
 
+    fn add_classes(&mut self, names: &[String]) -> Result<()> {
+        self.classes.extend_from_slice(names);
+        self.class_counts.resize(self.classes.len(), 0);
+        Ok(())
+    }
+
     fn reject(&mut self, rel: &Path, reason: &RejectReason) -> Result<()> {
         DatasetWriter::reject(self, rel, reason)
     }
