@@ -25,7 +25,7 @@ VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release --quiet -m python/C
 # Benchmarks, smoke: every bench binary on a tiny corpus (target/*-smoke), and benches/compare.py on
 # 160 images with this venv's peers (the PyTorch DataLoader; DALI and FFCV live in the peers venv of
 # benches/setup_peers.sh, ~6 GB, so here they are reported as not installed, which the smoke allows).
-for bench in build_path loader hdf5 resume; do
+for bench in build_path build_formats loader hdf5 resume; do
   cargo bench --features alexpipe/hdf5 --bench "$bench" -- --smoke
 done
 .venv/bin/python benches/compare.py --smoke

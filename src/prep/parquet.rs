@@ -164,14 +164,30 @@ pub fn hf_dataset_files(dir: &Path) -> Result<Option<(Vec<TableFile>, Option<ser
     }
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     let mut splits: Vec<String> = files.iter().map(|f| split_of(&f.rel)).collect();
+    splits.sort();
     splits.dedup();
     if splits.len() > 1 {
+        let example = files
+            .iter()
+            .find(|f| split_of(&f.rel) == "train")
+            .unwrap_or(&files[0]);
+        let folder = Path::new(&example.rel)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let split = split_of(&example.rel);
+        let name = Path::new(&split)
+            .file_name()
+            .map_or(split.clone(), |n| n.to_string_lossy().into_owned());
+        let pattern = if folder.ends_with(&split) && folder != "data" {
+            format!("{}/{folder}/*.parquet", dir.display())
+        } else {
+            format!("{}/{folder}/{name}-*.parquet", dir.display())
+        };
         return Err(Error::Usage(format!(
-            "{}: holds the splits {}; build one at a time, e.g. '{}/data/{}-*.parquet'",
+            "{}: holds the splits {}; build one at a time, e.g. '{pattern}'",
             dir.display(),
             splits.join(", "),
-            dir.display(),
-            splits[0]
         )));
     }
     Ok(Some((files, info)))
@@ -650,20 +666,21 @@ fn label_at(array: &dyn Array, i: usize) -> std::result::Result<u32, String> {
     if array.is_null(i) {
         return Err("the label is null".into());
     }
-    let value: i128 =
-        match array.data_type() {
-            DataType::Int8 => array.as_primitive::<Int8Type>().value(i).into(),
-            DataType::Int16 => array.as_primitive::<Int16Type>().value(i).into(),
-            DataType::Int32 => array.as_primitive::<Int32Type>().value(i).into(),
-            DataType::Int64 => array.as_primitive::<Int64Type>().value(i).into(),
-            DataType::UInt8 => array.as_primitive::<UInt8Type>().value(i).into(),
-            DataType::UInt16 => array.as_primitive::<UInt16Type>().value(i).into(),
-            DataType::UInt32 => array.as_primitive::<UInt32Type>().value(i).into(),
-            DataType::UInt64 => array.as_primitive::<UInt64Type>().value(i).into(),
-            other => return Err(format!(
+    let value: i128 = match array.data_type() {
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(i).into(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(i).into(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(i).into(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(i).into(),
+        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(i).into(),
+        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(i).into(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(i).into(),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(i).into(),
+        other => {
+            return Err(format!(
                 "{other} is not an integer label type; name the label column with --label-column"
-            )),
-        };
+            ))
+        }
+    };
     u32::try_from(value).map_err(|_| {
         if value < 0 {
             format!("label {value} (ClassLabel's -1 means no label)")
