@@ -170,7 +170,10 @@ pub fn expand_local(pattern: &str) -> Result<Vec<PathBuf>> {
         for p in paths {
             match p {
                 Ok(p) => matched.push(p),
-                Err(e) => return Err(Error::io(e.path().to_path_buf(), e.into())),
+                Err(e) => {
+                    let path = e.path().to_path_buf();
+                    return Err(Error::io(path, e.into()));
+                }
             }
         }
         if matched.is_empty() {

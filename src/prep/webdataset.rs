@@ -159,7 +159,7 @@ impl WebDatasetOptions {
 }
 
 /// The inputs of WebDataset `shards` (local paths or URLs, in order): a stream of samples read
-/// by a thread of its own, at most [`READ_AHEAD`] ahead. Local shards must exist.
+/// by a thread of its own, at most 16 samples ahead. Local shards must exist.
 pub fn discover_webdataset(shards: Vec<String>, opts: WebDatasetOptions) -> Result<Inputs> {
     if shards.is_empty() {
         return Err(Error::Usage("no WebDataset shards given".into()));
@@ -213,7 +213,14 @@ pub fn discover_webdataset(shards: Vec<String>, opts: WebDatasetOptions) -> Resu
 /// Opens a shard as a byte stream: a file, or the body of an HTTP GET.
 fn open_shard(shard: &str) -> std::result::Result<Box<dyn Read>, String> {
     if is_url(shard) {
-        let response = ureq::get(shard)
+        // Timeouts to connect and for the response to start; the body (a whole shard) may take
+        // as long as it takes, read as the build consumes it.
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(30)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
+            .build();
+        let response = ureq::Agent::new_with_config(config)
+            .get(shard)
             .call()
             .map_err(|e| format!("GET {shard}: {e}; check the URL and that the server is up"))?;
         Ok(Box::new(response.into_body().into_reader()))
