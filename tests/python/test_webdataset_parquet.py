@@ -127,6 +127,10 @@ def test_webdataset_brace_range_builds_the_folder_records(photos, shards):
     paths = [p for _, _, _, _, p in ds.index()]
     assert paths[12].endswith("/wds/shard-000001.tar:sample0012.jpg"), paths[12]
     assert ds.rejects() == []
+    # The same records in the same order whatever the thread count.
+    one = photos.root / "wds-shards-1"
+    run_build(str(photos.root / "wds" / "shard-{000000..000003}.tar"), one, "--size", SIZE, "--threads", "1")
+    assert Dataset(one).records == ds.records and Dataset(one).index() == ds.index()
 
 
 def test_webdataset_glob_json_label_key_and_class_names(photos):
@@ -138,6 +142,18 @@ def test_webdataset_glob_json_label_key_and_class_names(photos):
     )
     assert records_by_key(out, tar_key) == expect(photos, photos.oracle)
     assert Dataset(out).manifest["classes"] == CLASSES
+    # Too few class names: the samples of label 2 are no-label rejects, the rest built.
+    two = photos.root / "two-classes.txt"
+    two.write_text("cat\ndog\n")
+    out = photos.root / "wds-two-shards"
+    run_build(
+        str(photos.root / "wds-json" / "shard-*.tar"), out, "--size", SIZE,
+        "--label-key", "json:label", "--class-names", two,
+    )
+    rejects = Dataset(out).rejects()
+    assert len(rejects) == COUNT // 3 and all(kind == "no-label" for _, kind, _ in rejects)
+    assert all("label 2 has no class name" in detail for _, _, detail in rejects)
+    assert records_by_key(out, tar_key) == {k: v for k, v in expect(photos, photos.oracle).items() if v[0] != 2}
     # Without --label-key the cls member is missing: every sample a no-label reject, and the
     # build fails as a folder of unusable files does, naming the fix.
     proc = run_build(str(photos.root / "wds-json" / "shard-*.tar"), photos.root / "none", check=False)
