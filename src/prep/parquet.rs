@@ -8,11 +8,13 @@
 //! image column is the `datasets` `Image` feature as stored (a struct of `bytes` and `path`) or
 //! plain binary; the label column any integer type. Class names come from `--class-names`, else
 //! the `ClassLabel` feature in the `huggingface` schema metadata or `dataset_info.json`, else the
-//! labels name their classes. A null or path-only image cell, a null or negative label, and a row
-//! group that cannot be read become rejects, one per row: nothing is lost.
+//! labels name their classes. A cell that holds only a path (`datasets` keeps local images by path
+//! until they are embedded; `to_parquet` writes them so) is read from that file, relative to the
+//! table file's directory unless absolute, as the folder input reads its files. A null image cell,
+//! a path to no file, a null or negative label, and a row group that cannot be read become
+//! rejects, one per row: nothing is lost.
 //!
-//! Not for writing parquet, nor for images stored by path only (`datasets` keeps local files by
-//! path until they are embedded: `push_to_hub` and `embed_table_storage` embed them).
+//! Not for writing parquet.
 
 use std::fs;
 use std::io::BufReader;
@@ -581,7 +583,8 @@ fn emit_batch(
     for i in 0..batch.num_rows() {
         let row = first_row + i as u64;
         let name = format!("{}:row {row}", file.rel);
-        let image = image_at(images.as_ref(), i, columns.max_bytes);
+        let base = file.path.parent().unwrap_or(Path::new("."));
+        let image = image_at(images.as_ref(), i, columns.max_bytes, base);
         let label = label_at(labels.as_ref(), i);
         let source = match (image, label) {
             (Err(reason), _) => Source::refused(PathBuf::from(&name), PathBuf::from(&name), reason),
@@ -590,13 +593,16 @@ fn emit_batch(
                 PathBuf::from(&name),
                 RejectReason::NoLabel(format!("column {:?}: {why}", columns.label)),
             ),
-            (Ok(bytes), Ok(label)) => Source {
+            (Ok(Cell::Bytes(bytes)), Ok(label)) => Source {
                 path: PathBuf::from(&name),
                 rel: PathBuf::from(&name),
                 label: Some(label),
                 refused: None,
                 bytes: Some(bytes),
             },
+            (Ok(Cell::File(path)), Ok(label)) => {
+                Source::file(path, PathBuf::from(&name), Some(label))
+            }
         };
         if !emit(source) {
             return false;
@@ -619,12 +625,23 @@ fn binary_at(array: &dyn Array, i: usize) -> Option<Option<&[u8]>> {
     None
 }
 
-/// The image bytes of row `i` of an `Image` struct or binary column.
+/// Where a row's image is.
+enum Cell {
+    /// In the cell.
+    Bytes(Vec<u8>),
+    /// In a local file the cell names (`datasets` keeps local images by path until embedded);
+    /// the build reads it as it reads a folder's files.
+    File(PathBuf),
+}
+
+/// The image of row `i` of an `Image` struct or binary column; a relative path in a path-only
+/// cell is taken relative to `base`, the table file's directory.
 fn image_at(
     array: &dyn Array,
     i: usize,
     max_bytes: u64,
-) -> std::result::Result<Vec<u8>, RejectReason> {
+    base: &Path,
+) -> std::result::Result<Cell, RejectReason> {
     let bytes = if let Some(s) = array.as_struct_opt() {
         let bytes = s
             .column_by_name("bytes")
@@ -635,15 +652,26 @@ fn image_at(
             Some(b) => b,
             None => {
                 let path = s.column_by_name("path").and_then(|p| {
-                    let p = p.as_string_opt::<i32>()?;
+                    if let Some(p) = p.as_string_opt::<i32>() {
+                        return p.is_valid(i).then(|| p.value(i).to_string());
+                    }
+                    let p = p.as_string_opt::<i64>()?;
                     p.is_valid(i).then(|| p.value(i).to_string())
                 });
-                return Err(RejectReason::NoImage(match path {
-                    Some(p) if s.is_valid(i) => format!(
-                        "the image cell holds only a path ({p:?}), no bytes; embed the images (datasets: push_to_hub or embed_table_storage) or build from the image files"
-                    ),
-                    _ => "the image cell is null".into(),
-                }));
+                return match path {
+                    Some(p) if s.is_valid(i) => {
+                        let file = base.join(&p); // an absolute `p` stays as it is
+                        if file.is_file() {
+                            Ok(Cell::File(file))
+                        } else {
+                            Err(RejectReason::NoImage(format!(
+                                "the image cell holds only a path ({p:?}), no bytes, and {} is not a file here; embed the images where they were made (datasets: save_to_disk, push_to_hub or embed_table_storage) or build from the image files",
+                                file.display()
+                            )))
+                        }
+                    }
+                    _ => Err(RejectReason::NoImage("the image cell is null".into())),
+                };
             }
         }
     } else {
@@ -658,7 +686,7 @@ fn image_at(
             limit: max_bytes,
         });
     }
-    Ok(bytes.to_vec())
+    Ok(Cell::Bytes(bytes.to_vec()))
 }
 
 /// The label of row `i` of an integer column.

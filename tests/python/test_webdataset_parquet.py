@@ -210,6 +210,21 @@ def test_parquet_glob_hub_snapshot_and_save_to_disk_build_the_folder_records(pho
     ds.select(range(3)).to_parquet(str(hub / "data" / "test-00000-of-00001.parquet"))
     proc = run_build(hub, photos.root / "two-splits", check=False)
     assert proc.returncode != 0 and "test, train" in proc.stderr and "train-*.parquet" in proc.stderr
+    # A dataset made from image paths (cast_column("image", Image())): to_parquet keeps the paths,
+    # not the bytes; the build reads those files, as the folder build does.
+    datasets = require("datasets", "parquet inputs are written by Hugging Face datasets")
+    paths = [str(photos.folder / CLASSES[label] / name) for _, label, name, _ in photos.samples]
+    by_path = (
+        datasets.Dataset.from_dict({"image": paths, "label": [s[1] for s in photos.samples]})
+        .cast_column("image", datasets.Image())
+        .cast_column("label", datasets.ClassLabel(names=CLASSES))
+    )
+    by_path.to_parquet(str(photos.root / "pq-paths" / "train-00000.parquet"))
+    pq = require("pyarrow.parquet", "pyarrow reads the cells back")
+    cells = pq.read_table(photos.root / "pq-paths" / "train-00000.parquet").column("image").to_pylist()
+    assert all(c["bytes"] is None and c["path"] == p for c, p in zip(cells, paths))  # the premise
+    run_build(photos.root / "pq-paths" / "train-00000.parquet", photos.root / "pq-paths-shards", "--size", SIZE)
+    assert records_by_key(photos.root / "pq-paths-shards", row_key(COUNT)) == expect(photos, photos.oracle)
     # save_to_disk: Arrow IPC stream files, state.json, dataset_info.json.
     saved = photos.root / "saved"
     ds.save_to_disk(str(saved))
@@ -330,6 +345,7 @@ def test_damaged_parquet_rows_become_rejects_naming_the_row(photos, writer, wher
     rows[2] = (None, rows[2][1])  # a null image
     rows[5] = (rows[5][0], None)  # a missing label
     rows[9] = ({"bytes": b"GIF89 but not really", "path": "x.gif"}, rows[9][1])  # not an image
+    rows[7] = ({"bytes": None, "path": "gone.jpg"}, rows[7][1])  # a path to no file
     path = photos.root / f"pq-dmg-{writer}-{where}" / "train-00000.parquet"
     write_damaged_parquet(photos, rows, path, writer)
     corrupt_row_group(path, 3, where)  # rows 12..15
@@ -341,12 +357,15 @@ def test_damaged_parquet_rows_become_rejects_naming_the_row(photos, writer, wher
     kind, detail = rejects.pop("train-00000.parquet:row 5")
     assert kind == "no-label" and "null" in detail
     assert rejects.pop("train-00000.parquet:row 9")[0] == "not-an-image"
+    kind, detail = rejects.pop("train-00000.parquet:row 7")
+    assert kind == "no-image" and "gone.jpg" in detail and "not a file" in detail
     got = records_by_key(out, row_key(COUNT))
     damaged = {f"sample{i:04d}" for i in range(12, 16)}
-    kept = {f"sample{i:04d}" for i in range(COUNT)} - {"sample0002", "sample0005", "sample0009"} - damaged
+    kept = {f"sample{i:04d}" for i in range(COUNT)} - {"sample0002", "sample0005", "sample0007", "sample0009"}
+    kept -= damaged
     # Every row outside the damaged group is its image's record, exactly; nothing is lost.
     assert {k: v for k, v in got.items() if k not in damaged} == expect(photos, kept)
-    assert len(Dataset(out)) + len(rejects) + 3 == COUNT
+    assert len(Dataset(out)) + len(rejects) + 4 == COUNT
     # The independent oracle: pyarrow (checking page checksums where there are some). When it
     # cannot read the damaged group, neither may we: every row of it is a reject, named.
     pq = require("pyarrow.parquet", "pyarrow is the oracle for the damaged row group")
