@@ -8,6 +8,15 @@
 //! [`normalize_channels`], [`hwc_to_chw`]) are the plain definitions; [`fused_f32_nchw`] and
 //! [`fused_u8_nhwc`] are the hot loops the loader runs, tested against the composition of the
 //! plain ones. The fused loops allocate nothing and branch per row, never per pixel.
+//!
+//! Today's recipe sits beside them: [`RandomResizedCrop`] (its own file) and the [`Recipe`] a
+//! loader runs.
+
+mod random_resized_crop;
+mod recipe;
+
+pub use random_resized_crop::{RandomResizedCrop, ATTEMPTS};
+pub use recipe::{DecodeMode, Recipe};
 
 /// Where a patch comes from and how it is transformed: one sample's random draws.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,6 +25,12 @@ pub struct SampleParams {
     pub x: u32,
     /// Top edge of the patch.
     pub y: u32,
+    /// Width of the window in the source image (the paper's recipe: the patch side; with
+    /// RandomResizedCrop, the window resized to the output; for its evaluation, the centre box
+    /// rounded to whole pixels).
+    pub w: u32,
+    /// Height of the window in the source image.
+    pub h: u32,
     /// Mirror the patch horizontally.
     pub flip: bool,
     /// PCA lighting coefficients αᵢ (zero: no lighting).
@@ -287,6 +302,8 @@ mod tests {
             let p = SampleParams {
                 x,
                 y,
+                w: c as u32,
+                h: c as u32,
                 flip,
                 alpha: [0.0; 3],
             };

@@ -2,6 +2,7 @@
 //! cropping the centre.
 
 mod decode;
+mod decode_window;
 mod discover;
 mod resize;
 
@@ -9,5 +10,6 @@ pub use decode::{
     cmyk_to_rgb, decode_rgb, draft_denominator, is_jpeg, looks_like_image, max_file_bytes,
     DecodeOptions, RejectReason, RgbImage, DEFAULT_MAX_PIXELS,
 };
+pub use decode_window::{decode_jpeg_window, image_dims, window_eighths, ScaledRegion, Window};
 pub use discover::{discover_folder, discover_list, Inputs, Source};
-pub use resize::{center_crop_offset, crop_rgb, resized_dims, ResizeCrop};
+pub use resize::{capped_dims, center_crop_offset, crop_rgb, resized_dims, ResizeCrop};
