@@ -193,6 +193,101 @@ fn mcu_width(subsamp: CInt) -> Option<u32> {
 mod tests {
     use super::*;
 
+    /// A smooth 300×200 test picture, baseline 4:2:0 JPEG at quality 95.
+    fn jpeg() -> Vec<u8> {
+        let (w, h) = (300usize, 200usize);
+        let pixels: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f64, (i / w) as f64);
+                [
+                    (128.0 + 100.0 * (x / 17.0).sin()) as u8,
+                    (128.0 + 100.0 * (y / 11.0).cos()) as u8,
+                    ((x + y) / 2.0) as u8,
+                ]
+            })
+            .collect();
+        let mut c = turbojpeg::Compressor::new().expect("compressor");
+        c.set_quality(95).expect("quality");
+        c.set_subsamp(turbojpeg::Subsamp::Sub2x2)
+            .expect("subsampling");
+        let image = turbojpeg::Image {
+            pixels: &pixels[..],
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        c.compress_to_vec(image).expect("encode")
+    }
+
+    #[test]
+    fn a_window_decodes_as_the_same_part_of_the_whole_scaled_image() {
+        let bytes = jpeg();
+        let opts = DecodeOptions::default();
+        // The whole frame at 3/8 (short side 200 · 3/8 = 75 ≥ 75 > 200 · 2/8).
+        let whole = decode_jpeg_window(&bytes, [0.0, 0.0, 300.0, 200.0], 75, &opts).expect("whole");
+        assert_eq!(
+            (whole.eighths, whole.image.width, whole.image.height),
+            (3, 113, 75)
+        );
+        // A 120×100 window for a 32 px output: also 3/8, and only its region decoded.
+        let part = decode_jpeg_window(&bytes, [50.0, 40.0, 120.0, 100.0], 32, &opts).expect("part");
+        assert_eq!(part.eighths, 3);
+        assert!(
+            part.image.width < 60 && part.image.height < 45,
+            "{:?}",
+            (part.image.width, part.image.height)
+        );
+        let [wx, wy, ww, wh] = part.window;
+        assert!((ww - 45.0).abs() < 1e-9 && (wh - 37.5).abs() < 1e-9);
+        // The region's origin in the scaled frame, and the same pixels there (up to the fancy
+        // upsampling of chroma at the region's right edge).
+        let (left, top) = (50.0 * 3.0 / 8.0 - wx, 40.0 * 3.0 / 8.0 - wy);
+        assert_eq!(left.fract(), 0.0);
+        assert_eq!(top.fract(), 0.0);
+        let (left, top) = (left as usize, top as usize);
+        assert_eq!(left % 6, 0, "left edge on a scaled iMCU (16 · 3/8 = 6)");
+        let (pw, fw) = (part.image.width as usize, whole.image.width as usize);
+        let mut total = 0u64;
+        let mut n = 0u64;
+        for y in 0..part.image.height as usize {
+            for x in 0..(pw - 1) * 3 {
+                let a = part.image.pixels[y * pw * 3 + x] as i64;
+                let b = whole.image.pixels[(top + y) * fw * 3 + left * 3 + x] as i64;
+                total += a.abs_diff(b);
+                n += 1;
+            }
+        }
+        assert!(
+            (total as f64 / n as f64) < 0.05,
+            "mean {}",
+            total as f64 / n as f64
+        );
+    }
+
+    #[test]
+    fn a_window_in_lost_data_is_an_error_and_one_before_it_is_exact() {
+        let bytes = jpeg();
+        let cut = &bytes[..bytes.len() * 2 / 3];
+        let opts = DecodeOptions::default();
+        // The data for the bottom rows is gone: an error, never grey filler.
+        let lost = decode_jpeg_window(cut, [150.0, 140.0, 150.0, 60.0], 32, &opts);
+        assert!(matches!(lost, Err(RejectReason::Corrupt(_))), "{lost:?}");
+        // A window in the intact top rows decodes from intact data: the same pixels as from the
+        // whole file.
+        let top = [0.0, 0.0, 100.0, 50.0];
+        let from_cut = decode_jpeg_window(cut, top, 32, &opts).expect("intact rows");
+        let from_whole = decode_jpeg_window(&bytes, top, 32, &opts).expect("whole file");
+        assert_eq!(from_cut, from_whole);
+        // And the handle is fine afterwards.
+        assert!(decode_jpeg_window(&bytes, [0.0, 0.0, 300.0, 200.0], 224, &opts).is_ok());
+        let outside = decode_jpeg_window(&bytes, [250.0, 0.0, 100.0, 100.0], 32, &opts);
+        assert!(
+            matches!(outside, Err(RejectReason::Unsupported(_))),
+            "{outside:?}"
+        );
+    }
+
     #[test]
     fn eighths_keep_the_window_at_least_the_output() {
         assert_eq!(window_eighths(2000, 1500, 224), 2); // 1500 * 2/8 = 375 ≥ 224; 1/8 → 187
