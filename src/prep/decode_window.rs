@@ -58,12 +58,21 @@ pub fn image_dims(bytes: &[u8], opts: &DecodeOptions) -> Result<(u32, u32), Reje
 }
 
 /// The DCT scale, in eighths, for a `window_w`×`window_h` window resized to `out`×`out`: the
-/// smallest M of libjpeg-turbo's M/8 (M = 1..=8) for which the scaled window is still at least
-/// `out` on both sides (8 when even the full size is smaller: the resize then upsamples).
+/// smallest M of M/8 among libjpeg-turbo's SIMD-accelerated scales (1/8, 1/4, 1/2, 1: M = 1, 2,
+/// 4, 8) for which the scaled window is still at least `out` on both sides (8 when even the full
+/// size is smaller: the resize then upsamples). The other eighths (3/8, 5/8, 6/8, 7/8) use
+/// libjpeg-turbo's scalar IDCTs, which measured slower than its SIMD full-size IDCT
+/// (`benches/rrc.py`, docs/ENGINE.md), so they are never picked.
 pub fn window_eighths(window_w: u32, window_h: u32, out: u32) -> u32 {
     let short = window_w.min(window_h).max(1) as u64;
-    ((8 * out as u64).div_ceil(short)).clamp(1, 8) as u32
+    FAST_EIGHTHS
+        .into_iter()
+        .find(|&m| short * m as u64 >= 8 * out as u64)
+        .unwrap_or(8)
 }
+
+/// The DCT scales libjpeg-turbo decodes with SIMD code, in eighths, smallest first.
+const FAST_EIGHTHS: [u32; 4] = [1, 2, 4, 8];
 
 /// Margin, in scaled pixels, decoded around the window so the resize filter reads real pixels
 /// at the window's edges (the antialiased bilinear filter reaches one output step beyond).
@@ -224,29 +233,29 @@ mod tests {
     fn a_window_decodes_as_the_same_part_of_the_whole_scaled_image() {
         let bytes = jpeg();
         let opts = DecodeOptions::default();
-        // The whole frame at 3/8 (short side 200 · 3/8 = 75 ≥ 75 > 200 · 2/8).
-        let whole = decode_jpeg_window(&bytes, [0.0, 0.0, 300.0, 200.0], 75, &opts).expect("whole");
+        // The whole frame at 1/4 (short side 200 · 2/8 = 50 ≥ 50 > 200 · 1/8).
+        let whole = decode_jpeg_window(&bytes, [0.0, 0.0, 300.0, 200.0], 50, &opts).expect("whole");
         assert_eq!(
             (whole.eighths, whole.image.width, whole.image.height),
-            (3, 113, 75)
+            (2, 75, 50)
         );
-        // A 120×100 window for a 32 px output: also 3/8, and only its region decoded.
-        let part = decode_jpeg_window(&bytes, [50.0, 40.0, 120.0, 100.0], 32, &opts).expect("part");
-        assert_eq!(part.eighths, 3);
+        // A 120×100 window for a 25 px output: also 1/4, and only its region decoded.
+        let part = decode_jpeg_window(&bytes, [50.0, 40.0, 120.0, 100.0], 25, &opts).expect("part");
+        assert_eq!(part.eighths, 2);
         assert!(
-            part.image.width < 60 && part.image.height < 45,
+            part.image.width < 40 && part.image.height < 30,
             "{:?}",
             (part.image.width, part.image.height)
         );
         let [wx, wy, ww, wh] = part.window;
-        assert!((ww - 45.0).abs() < 1e-9 && (wh - 37.5).abs() < 1e-9);
+        assert!((ww - 30.0).abs() < 1e-9 && (wh - 25.0).abs() < 1e-9);
         // The region's origin in the scaled frame, and the same pixels there (up to the fancy
         // upsampling of chroma at the region's right edge).
-        let (left, top) = (50.0 * 3.0 / 8.0 - wx, 40.0 * 3.0 / 8.0 - wy);
+        let (left, top) = (50.0 * 2.0 / 8.0 - wx, 40.0 * 2.0 / 8.0 - wy);
         assert_eq!(left.fract(), 0.0);
         assert_eq!(top.fract(), 0.0);
         let (left, top) = (left as usize, top as usize);
-        assert_eq!(left % 6, 0, "left edge on a scaled iMCU (16 · 3/8 = 6)");
+        assert_eq!(left % 4, 0, "left edge on a scaled iMCU (16 · 2/8 = 4)");
         let (pw, fw) = (part.image.width as usize, whole.image.width as usize);
         let mut total = 0u64;
         let mut n = 0u64;
@@ -293,7 +302,7 @@ mod tests {
         assert_eq!(window_eighths(2000, 1500, 224), 2); // 1500 * 2/8 = 375 ≥ 224; 1/8 → 187
         assert_eq!(window_eighths(448, 448, 224), 4);
         assert_eq!(window_eighths(449, 600, 224), 4);
-        assert_eq!(window_eighths(447, 600, 224), 5);
+        assert_eq!(window_eighths(447, 600, 224), 8); // 5/8 would do, but is a scalar IDCT
         assert_eq!(window_eighths(224, 224, 224), 8);
         assert_eq!(window_eighths(100, 300, 224), 8); // smaller than the output: full size
         assert_eq!(window_eighths(5000, 5000, 224), 1);
@@ -301,7 +310,7 @@ mod tests {
             let m = window_eighths(w, h, 224);
             assert!(w.min(h) * m >= 224 * 8 || m == 8);
             assert!(
-                m == 1 || w.min(h) * (m - 1) < 224 * 8,
+                m == 1 || w.min(h) * (m / 2) < 224 * 8,
                 "{m} is not the smallest"
             );
         }
