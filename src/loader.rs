@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
 
 use crate::augment::{
-    five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, Normalize, Recipe,
-    SampleParams,
+    draw_alpha, five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, HorizontalFlip,
+    Normalize, PixelOps, Recipe, SampleParams,
 };
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
-use crate::sampler::{rrc_train_params, train_params, Sampler};
+use crate::sampler::{rng_for, train_params, Sampler};
 use crate::state::{Digest, LoaderState, STATE_VERSION};
 use crate::stats::Stats;
 use crate::window::{read_window, Geometry, WindowScratch};
@@ -304,6 +304,8 @@ pub struct Loader {
     eigenbasis: Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
     subset: Option<Arc<Vec<usize>>>,
+    /// The recipe's per-sample ops (RandomResizedCrop; the paper's recipe fuses its mirror).
+    ops: Arc<PixelOps>,
     /// Positions of the current epoch's global order already consumed: where `iter` starts.
     position: usize,
     /// [`LoaderState::dataset`] and [`LoaderState::recipe`] of this loader.
@@ -394,7 +396,8 @@ impl Loader {
         };
         let mean_image = Arc::new(stats.mean_image.clone());
         let (pool_tx, pool_rx) = unbounded();
-        let recipe = recipe(&config, &mean_image, &eigenbasis, channel);
+        let ops = Arc::new(pixel_ops(&config));
+        let recipe = recipe(&config, &ops, &mean_image, &eigenbasis, channel);
         let dataset_digest = dataset_digest(&dataset, None);
         Ok(Loader {
             dataset,
@@ -406,6 +409,7 @@ impl Loader {
             eigenbasis,
             channel,
             subset: None,
+            ops,
             position: 0,
             dataset_digest,
             recipe,
@@ -563,6 +567,7 @@ impl Loader {
             mean_image: self.mean_image.clone(),
             eigenbasis: self.eigenbasis,
             channel: self.channel,
+            ops: self.ops.clone(),
         });
         let mut receivers = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
@@ -604,10 +609,22 @@ impl Loader {
     }
 }
 
+/// The per-sample ops of the configured recipe, in order: RandomResizedCrop's training mirror
+/// (none for its evaluation); the paper's recipe has none, its mirror being fused.
+fn pixel_ops(config: &LoaderConfig) -> PixelOps {
+    match config.recipe {
+        Recipe::RandomResizedCrop { .. } if config.train => {
+            PixelOps(vec![Box::new(HorizontalFlip { p: config.flip })])
+        }
+        _ => PixelOps::default(),
+    }
+}
+
 /// [`LoaderState::recipe`]: every setting that changes what a record becomes, as `key=value`
 /// words, with a digest of the normalisation constants.
 fn recipe(
     config: &LoaderConfig,
+    ops: &PixelOps,
     mean_image: &[f32],
     eigenbasis: &Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
@@ -637,13 +654,14 @@ fn recipe(
     let recipe = match config.recipe {
         Recipe::Paper => String::new(),
         Recipe::RandomResizedCrop { crop, decode } => format!(
-            " recipe=rrc scale={},{} ratio={},{} crop_fraction={} decode={}",
+            " recipe=rrc scale={},{} ratio={},{} crop_fraction={} decode={} ops=[{}]",
             crop.scale.0,
             crop.scale.1,
             crop.ratio.0,
             crop.ratio.1,
             crop.crop_fraction,
-            decode.name()
+            decode.name(),
+            ops.describe()
         ),
     };
     format!(
@@ -692,6 +710,7 @@ struct Job {
     mean_image: Arc<Vec<f32>>,
     eigenbasis: Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
+    ops: Arc<PixelOps>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -786,29 +805,45 @@ impl Job {
                     (size as usize, self.views(i, size))
                 }
                 Recipe::RandomResizedCrop { crop: rrc, decode } => {
-                    // The window, decoded and resized to the output; then the fused loop runs
-                    // over it as over a stored image of the output's size.
+                    // The window (drawn from the record's dimensions before decoding), decoded
+                    // and resized to the output; then the per-sample ops, in order, on the same
+                    // generator; then the fused loop runs over the result as over a stored image
+                    // of the output's size.
                     scratch.pixels.resize(per_image, 0);
-                    let draw = |dims| {
-                        rrc_train_params(cfg.seed, self.epoch, i, rrc, dims, cfg.flip, cfg.lighting)
+                    let mut rng = rng_for(cfg.seed, self.epoch, i as u64);
+                    let mut draw = |(w, h)| {
+                        let (x, y, w, h) = rrc.sample(&mut rng, w, h);
+                        SampleParams {
+                            x,
+                            y,
+                            w,
+                            h,
+                            flip: false,
+                            alpha: [0.0; 3],
+                        }
                     };
-                    let geometry = if cfg.train {
-                        Geometry::Window(&draw)
+                    let mut geometry = if cfg.train {
+                        Geometry::Window(&mut draw)
                     } else {
                         Geometry::Eval(rrc)
                     };
-                    let (label, window) = read_window(
+                    let (label, mut params) = read_window(
                         ds,
                         i,
-                        &geometry,
+                        &mut geometry,
                         *decode,
                         cfg.crop,
                         &mut scratch.window,
                         &mut scratch.resize,
                         &mut scratch.pixels,
                     )?;
+                    if cfg.train {
+                        self.ops
+                            .apply(&mut rng, &mut scratch.pixels, crop, &mut params);
+                        params.alpha = draw_alpha(&mut rng, cfg.lighting);
+                    }
                     bufs.labels.push(label as i64);
-                    (crop, vec![window])
+                    (crop, vec![params])
                 }
             };
             let stored = src;
@@ -816,11 +851,16 @@ impl Job {
             bufs.indices.push(i);
             for (v, p) in views.into_iter().take(per_record).enumerate() {
                 let slot = (j * per_record + v) * per_image;
-                // The fused loop reads the patch at (x, y) of the stored image; RandomResizedCrop's
-                // window is already the whole of `src`.
+                // The fused loop reads the patch at (x, y) of the stored image and mirrors it;
+                // RandomResizedCrop's window is already the whole of `src`, its ops applied.
                 let at = match cfg.recipe {
                     Recipe::Paper => p,
-                    Recipe::RandomResizedCrop { .. } => SampleParams { x: 0, y: 0, ..p },
+                    Recipe::RandomResizedCrop { .. } => SampleParams {
+                        x: 0,
+                        y: 0,
+                        flip: false,
+                        ..p
+                    },
                 };
                 match cfg.layout {
                     Layout::F32Nchw => {

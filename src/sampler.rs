@@ -5,9 +5,8 @@
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Normal};
 
-use crate::augment::{RandomResizedCrop, SampleParams};
+use crate::augment::{draw_alpha, SampleParams};
 
 use crate::seed::mix64 as mix;
 
@@ -120,7 +119,8 @@ pub fn train_params(
     let span = size - crop;
     let x = rng.random_range(0..=span);
     let y = rng.random_range(0..=span);
-    let (flip, alpha) = flip_and_lighting(&mut rng, flip_p, sigma);
+    let flip = rng.random_bool(flip_p.clamp(0.0, 1.0));
+    let alpha = draw_alpha(&mut rng, sigma);
     SampleParams {
         x,
         y,
@@ -129,46 +129,6 @@ pub fn train_params(
         flip,
         alpha,
     }
-}
-
-/// The draws of one RandomResizedCrop training sample of a `width`×`height` record: its window
-/// ([`RandomResizedCrop::sample`]), then the mirror and the lighting as [`train_params`] draws
-/// them, all from (seed, epoch, index).
-#[allow(clippy::too_many_arguments)]
-pub fn rrc_train_params(
-    seed: u64,
-    epoch: u64,
-    index: usize,
-    rrc: &RandomResizedCrop,
-    (width, height): (u32, u32),
-    flip_p: f64,
-    sigma: f32,
-) -> SampleParams {
-    let mut rng = rng_for(seed, epoch, index as u64);
-    let (x, y, w, h) = rrc.sample(&mut rng, width, height);
-    let (flip, alpha) = flip_and_lighting(&mut rng, flip_p, sigma);
-    SampleParams {
-        x,
-        y,
-        w,
-        h,
-        flip,
-        alpha,
-    }
-}
-
-/// A mirror with probability `flip_p`, then lighting coefficients α ~ N(0, σ) (σ = 0: none).
-fn flip_and_lighting(rng: &mut ChaCha8Rng, flip_p: f64, sigma: f32) -> (bool, [f32; 3]) {
-    let flip = rng.random_bool(flip_p.clamp(0.0, 1.0));
-    let mut alpha = [0f32; 3];
-    if sigma > 0.0 {
-        if let Ok(normal) = Normal::new(0.0f32, sigma) {
-            for a in &mut alpha {
-                *a = normal.sample(rng);
-            }
-        }
-    }
-    (flip, alpha)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub struct WindowScratch {
 /// or the evaluation box (resize the short side, centre-crop).
 pub enum Geometry<'a> {
     /// Resize this sample's window (drawn from the dimensions) to the output.
-    Window(&'a dyn Fn((u32, u32)) -> SampleParams),
+    Window(&'a mut dyn FnMut((u32, u32)) -> SampleParams),
     /// RandomResizedCrop's evaluation: the short side to
     /// [`RandomResizedCrop::eval_resize`], then the output's centre.
     Eval(&'a RandomResizedCrop),
@@ -40,7 +40,7 @@ pub enum Geometry<'a> {
 pub fn read_window(
     ds: &Dataset,
     index: usize,
-    geometry: &Geometry<'_>,
+    geometry: &mut Geometry<'_>,
     decode: DecodeMode,
     size: u32,
     scratch: &mut WindowScratch,
@@ -68,7 +68,7 @@ pub fn read_window(
     } else {
         (info.size, info.size)
     };
-    let params = match geometry {
+    let params = match &mut *geometry {
         Geometry::Window(draw) => draw(dims),
         Geometry::Eval(rrc) => {
             let [x, y, w, h] = rrc.eval_box(dims.0, dims.1, size);

@@ -709,16 +709,10 @@ fn random_resized_crop_windows<'py>(
     }
     let rows: Vec<Vec<i64>> = (0..count)
         .map(|i| {
-            let p = alexpipe::sampler::rrc_train_params(
-                seed,
-                epoch,
-                i,
-                &rrc,
-                (width, height),
-                0.0,
-                0.0,
-            );
-            vec![p.x as i64, p.y as i64, p.w as i64, p.h as i64]
+            // The loader's first draw of record i (its window), from the same generator.
+            let mut rng = alexpipe::sampler::rng_for(seed, epoch, i as u64);
+            let (x, y, w, h) = rrc.sample(&mut rng, width, height);
+            vec![x as i64, y as i64, w as i64, h as i64]
         })
         .collect();
     if rows.is_empty() {
