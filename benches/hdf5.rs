@@ -69,6 +69,7 @@ fn make_shards(dir: &Path, count: usize) {
         input_kind: "synthetic".into(),
         quality: None,
         draft: false,
+        max_side: None,
         shard_size: 1024,
         max_pixels: 0,
         resize: "none".into(),

@@ -88,6 +88,7 @@ fn memory(records: usize) -> Arc<Dataset> {
             input_kind: "memory".into(),
             quality: None,
             draft: false,
+            max_side: None,
             shard_size: 1,
             max_pixels: 1,
             resize: "none".into(),

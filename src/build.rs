@@ -13,8 +13,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::prep::{
-    decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes, DecodeOptions,
-    Inputs, RejectReason, ResizeCrop, Source, TableFile, MAX_NUMBERED_CLASSES,
+    capped_dims, decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes,
+    DecodeOptions, Inputs, RejectReason, ResizeCrop, Source, TableFile, MAX_NUMBERED_CLASSES,
 };
 use crate::shards::{DatasetWriter, ShardSource, StatsInfo, MEAN_IMAGE_FILE};
 use crate::sink::DatasetSink;
@@ -86,6 +86,10 @@ pub struct BuildConfig {
     pub mode: Mode,
     /// JPEG quality for `Mode::Jpeg`.
     pub quality: u8,
+    /// `Mode::Jpeg` only: keep each image whole at its own aspect, the long side capped at this
+    /// (FFCV's `max_resolution`), instead of the `size`×`size` centre: what RandomResizedCrop
+    /// needs. `size` still sets the paper recipe's view and the statistics.
+    pub max_side: Option<u32>,
     /// Decode big JPEGs at reduced DCT scale (faster, not bit-identical to Pillow without draft).
     pub draft: bool,
     /// Records per shard file.
@@ -114,6 +118,7 @@ impl BuildConfig {
             size: 256,
             mode: Mode::Raw,
             quality: 90,
+            max_side: None,
             draft: false,
             shard_size: 1024,
             threads: None,
@@ -135,6 +140,15 @@ impl BuildConfig {
                 "--quality {} is out of range; use 1..=100",
                 self.quality
             )));
+        }
+        match self.max_side {
+            Some(side) if self.mode != Mode::Jpeg => {
+                return Err(Error::Usage(format!(
+                    "--max-side {side} keeps whole images as re-encoded JPEGs: use it with --mode jpeg (--mode original keeps the source files whole)"
+                )))
+            }
+            Some(0) => return Err(Error::Usage("--max-side must be at least 1".into())),
+            _ => {}
         }
         if self.shard_size == 0 {
             return Err(Error::Usage("--shard-size must be at least 1".into()));
@@ -346,7 +360,7 @@ fn check_label(label: Option<u32>, known: usize, from_labels: bool) -> Option<Re
 fn encode_jpeg(
     compressor: &mut Option<turbojpeg::Compressor>,
     pixels: &[u8],
-    size: u32,
+    (width, height): (u32, u32),
     quality: u8,
 ) -> std::result::Result<Vec<u8>, RejectReason> {
     let unsupported = |e: turbojpeg::Error| RejectReason::Unsupported(format!("JPEG encode: {e}"));
@@ -362,9 +376,9 @@ fn encode_jpeg(
     };
     let image = turbojpeg::Image {
         pixels,
-        width: size as usize,
-        pitch: size as usize * 3,
-        height: size as usize,
+        width: width as usize,
+        pitch: width as usize * 3,
+        height: height as usize,
         format: turbojpeg::PixelFormat::RGB,
     };
     c.compress_to_vec(image).map_err(unsupported)
@@ -423,17 +437,31 @@ fn prepare_bytes(
         max_pixels: cfg.max_pixels,
         draft_for: cfg.draft.then_some(cfg.size),
     };
-    let img = decode_rgb(&bytes, &opts)?;
+    let mut img = decode_rgb(&bytes, &opts)?;
+    if let Some(side) = cfg.max_side {
+        // The whole image at its own aspect, capped; the paper's view below is taken from it,
+        // as the reader will take it from the stored JPEG.
+        let (w, h) = capped_dims(img.width, img.height, side);
+        if (w, h) != (img.width, img.height) {
+            img = worker.resize.resize_whole(&img, w, h);
+        }
+    }
     let mut pixels = vec![0u8; cfg.size as usize * cfg.size as usize * 3];
     worker
         .resize
         .resize_center_crop(&img, cfg.size, &mut pixels);
     let payload = match cfg.mode {
         Mode::Raw => None,
+        Mode::Jpeg if cfg.max_side.is_some() => Some(encode_jpeg(
+            &mut worker.compressor,
+            &img.pixels,
+            (img.width, img.height),
+            cfg.quality,
+        )?),
         Mode::Jpeg => Some(encode_jpeg(
             &mut worker.compressor,
             &pixels,
-            cfg.size,
+            (cfg.size, cfg.size),
             cfg.quality,
         )?),
         Mode::Original => Some(bytes),
@@ -731,6 +759,7 @@ pub fn build_inputs(
         input_kind: input_kind.into(),
         quality: (cfg.mode == Mode::Jpeg).then_some(cfg.quality),
         draft: cfg.draft,
+        max_side: cfg.max_side,
         shard_size: cfg.shard_size,
         max_pixels: cfg.max_pixels,
         resize:

@@ -12,6 +12,7 @@
 //! - [`dataset`]: an opened dataset, one source and its statistics.
 //! - [`build`](mod@build) (§2): the parallel offline build, inputs → one sink (`alexpipe build`).
 //! - [`augment`] (§4.1): crops, reflections, PCA lighting, mean subtraction; fused hot loops.
+//! - [`window`]: RandomResizedCrop's read → dimensions → window → decode → resize stages.
 //! - [`sampler`]: epoch order, distributed ranks, per-sample random draws from (seed, epoch, index).
 //! - [`loader`] (§4.1): the multi-threaded engine that streams augmented batches.
 //! - [`state`]: the loader's position in an epoch, for exact, instant, elastic resume.
@@ -41,7 +42,9 @@ pub mod stats;
 #[cfg(test)]
 mod test_pixels;
 pub mod threads;
+pub mod window;
 
+pub use augment::{DecodeMode, RandomResizedCrop, Recipe};
 pub use build::{build, recompute_stats, BuildConfig, BuildSummary, OutputFormat};
 pub use dataset::Dataset;
 pub use error::{Error, Result};

@@ -21,14 +21,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
 
 use crate::augment::{
-    five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, Normalize, SampleParams,
+    draw_alpha, five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, HorizontalFlip,
+    Normalize, PixelOps, Recipe, SampleParams,
 };
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
-use crate::sampler::{train_params, Sampler};
+use crate::sampler::{rng_for, train_params, Sampler};
 use crate::state::{Digest, LoaderState, STATE_VERSION};
 use crate::stats::Stats;
+use crate::window::{read_window, Geometry, WindowScratch};
 
 /// Memory layout of a batch's images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +131,15 @@ impl Eigenbasis {
     }
 }
 
-/// Loader settings; [`Default`] is the paper's training recipe.
+/// Largest output side RandomResizedCrop resizes to.
+pub const MAX_OUTPUT_SIDE: u32 = 8192;
+
+/// Loader settings; [`Default`] is the paper's training recipe, [`LoaderConfig::rrc`]
+/// torchvision's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderConfig {
+    /// The augmentation recipe: the paper's (default) or RandomResizedCrop.
+    pub recipe: Recipe,
     /// Images per batch (paper §5: 128).
     pub batch_size: usize,
     /// Training augmentation (random crop, flip, lighting); `false`: centre crop (or 10-crop).
@@ -148,7 +156,8 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Output layout.
     pub layout: Layout,
-    /// Patch side (paper: 224).
+    /// Output side: the paper's patch (224, at most the stored size), or RandomResizedCrop's
+    /// output size.
     pub crop: u32,
     /// Probability of a horizontal mirror in training (paper: 0.5).
     pub flip: f64,
@@ -169,6 +178,7 @@ pub struct LoaderConfig {
 impl Default for LoaderConfig {
     fn default() -> Self {
         LoaderConfig {
+            recipe: Recipe::Paper,
             batch_size: 128,
             train: true,
             shuffle: true,
@@ -185,6 +195,23 @@ impl Default for LoaderConfig {
             ten_crop: false,
             rank: 0,
             world_size: 1,
+        }
+    }
+}
+
+impl LoaderConfig {
+    /// torchvision's ImageNet training recipe: RandomResizedCrop to 224 (scale 0.08–1, ratio
+    /// 3/4–4/3, crop-aware decoding), mirror with p = 0.5, no PCA lighting, torchvision's
+    /// ImageNet normalisation. Evaluation (`train = false`): short side to 256, centre 224.
+    pub fn rrc() -> Self {
+        LoaderConfig {
+            recipe: Recipe::RandomResizedCrop {
+                crop: crate::augment::RandomResizedCrop::default(),
+                decode: crate::augment::DecodeMode::default(),
+            },
+            lighting: 0.0,
+            mean: MeanMode::ImageNet,
+            ..LoaderConfig::default()
         }
     }
 }
@@ -277,6 +304,8 @@ pub struct Loader {
     eigenbasis: Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
     subset: Option<Arc<Vec<usize>>>,
+    /// The recipe's per-sample ops (RandomResizedCrop; the paper's recipe fuses its mirror).
+    ops: Arc<PixelOps>,
     /// Positions of the current epoch's global order already consumed: where `iter` starts.
     position: usize,
     /// [`LoaderState::dataset`] and [`LoaderState::recipe`] of this loader.
@@ -306,11 +335,34 @@ impl Loader {
         if config.batch_size == 0 {
             return usage("batch_size must be at least 1".into());
         }
-        if config.crop == 0 || config.crop > size {
-            return usage(format!(
-                "crop {} must be in 1..={size} (the dataset's image size)",
-                config.crop
-            ));
+        match config.recipe {
+            Recipe::Paper if config.crop == 0 || config.crop > size => {
+                return usage(format!(
+                    "crop {} must be in 1..={size} (the dataset's image size) for the paper's \
+                     recipe; recipe \"rrc\" resizes to any size",
+                    config.crop
+                ));
+            }
+            Recipe::Paper => {}
+            Recipe::RandomResizedCrop { crop, .. } => {
+                crop.validate()?;
+                if config.crop == 0 || config.crop > MAX_OUTPUT_SIDE {
+                    return usage(format!(
+                        "crop {} must be in 1..={}",
+                        config.crop, MAX_OUTPUT_SIDE
+                    ));
+                }
+                if config.ten_crop {
+                    return usage(
+                        "ten_crop is the paper's evaluation: use recipe \"paper\" (RandomResizedCrop evaluates on the centre crop)".into(),
+                    );
+                }
+                if config.mean == MeanMode::Image && config.layout == Layout::F32Nchw {
+                    return usage(
+                        "mean \"image\" subtracts the paper's 256×256 mean image, which has no place in a RandomResizedCrop window: use mean \"imagenet\" or \"channel\"".into(),
+                    );
+                }
+            }
         }
         if config.world_size == 0 || config.rank >= config.world_size {
             return usage(format!(
@@ -344,7 +396,8 @@ impl Loader {
         };
         let mean_image = Arc::new(stats.mean_image.clone());
         let (pool_tx, pool_rx) = unbounded();
-        let recipe = recipe(&config, &mean_image, &eigenbasis, channel);
+        let ops = Arc::new(pixel_ops(&config));
+        let recipe = recipe(&config, &ops, &mean_image, &eigenbasis, channel);
         let dataset_digest = dataset_digest(&dataset, None);
         Ok(Loader {
             dataset,
@@ -356,6 +409,7 @@ impl Loader {
             eigenbasis,
             channel,
             subset: None,
+            ops,
             position: 0,
             dataset_digest,
             recipe,
@@ -513,6 +567,7 @@ impl Loader {
             mean_image: self.mean_image.clone(),
             eigenbasis: self.eigenbasis,
             channel: self.channel,
+            ops: self.ops.clone(),
         });
         let mut receivers = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
@@ -554,10 +609,22 @@ impl Loader {
     }
 }
 
+/// The per-sample ops of the configured recipe, in order: RandomResizedCrop's training mirror
+/// (none for its evaluation); the paper's recipe has none, its mirror being fused.
+fn pixel_ops(config: &LoaderConfig) -> PixelOps {
+    match config.recipe {
+        Recipe::RandomResizedCrop { .. } if config.train => {
+            PixelOps(vec![Box::new(HorizontalFlip { p: config.flip })])
+        }
+        _ => PixelOps::default(),
+    }
+}
+
 /// [`LoaderState::recipe`]: every setting that changes what a record becomes, as `key=value`
 /// words, with a digest of the normalisation constants.
 fn recipe(
     config: &LoaderConfig,
+    ops: &PixelOps,
     mean_image: &[f32],
     eigenbasis: &Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
@@ -583,9 +650,23 @@ fn recipe(
         MeanMode::Channel => "channel",
         MeanMode::ImageNet => "imagenet",
     };
+    // The paper's recipe keeps the words of the states saved before recipes existed.
+    let recipe = match config.recipe {
+        Recipe::Paper => String::new(),
+        Recipe::RandomResizedCrop { crop, decode } => format!(
+            " recipe=rrc scale={},{} ratio={},{} crop_fraction={} decode={} ops=[{}]",
+            crop.scale.0,
+            crop.scale.1,
+            crop.ratio.0,
+            crop.ratio.1,
+            crop.crop_fraction,
+            decode.name(),
+            ops.describe()
+        ),
+    };
     format!(
         "train={} shuffle={} drop_last={} crop={} flip={} lighting={} ten_crop={} layout={layout} \
-         mean={mean} norm={}",
+         mean={mean} norm={}{recipe}",
         config.train,
         config.shuffle,
         config.drop_last,
@@ -629,6 +710,7 @@ struct Job {
     mean_image: Arc<Vec<f32>>,
     eigenbasis: Eigenbasis,
     channel: ([f32; 3], [f32; 3]),
+    ops: Arc<PixelOps>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -677,6 +759,7 @@ fn worker(
 struct Scratch {
     resize: ResizeCrop,
     pixels: Vec<u8>,
+    window: WindowScratch,
 }
 
 impl Job {
@@ -694,8 +777,8 @@ impl Job {
         let start = k * cfg.batch_size;
         let end = (start + cfg.batch_size).min(self.indices.len());
         let records = &self.indices[start..end];
-        let views = if cfg.ten_crop { 10 } else { 1 };
-        let n = records.len() * views;
+        let per_record = if cfg.ten_crop { 10 } else { 1 };
+        let n = records.len() * per_record;
         let per_image = crop * crop * 3;
         bufs.labels.clear();
         bufs.indices.clear();
@@ -712,15 +795,73 @@ impl Job {
             },
         };
         for (j, &i) in records.iter().enumerate() {
-            // Every mode reads (raw) or decodes (jpeg, original) into the worker's scratch, with
-            // the record's checksum verified first.
-            scratch.pixels.resize(size as usize * size as usize * 3, 0);
-            let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
+            let (src, views) = match &cfg.recipe {
+                Recipe::Paper => {
+                    // Every mode reads (raw) or decodes (jpeg, original) into the worker's
+                    // scratch, with the record's checksum verified first.
+                    scratch.pixels.resize(size as usize * size as usize * 3, 0);
+                    let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
+                    bufs.labels.push(label as i64);
+                    (size as usize, self.views(i, size))
+                }
+                Recipe::RandomResizedCrop { crop: rrc, decode } => {
+                    // The window (drawn from the record's dimensions before decoding), decoded
+                    // and resized to the output; then the per-sample ops, in order, on the same
+                    // generator; then the fused loop runs over the result as over a stored image
+                    // of the output's size.
+                    scratch.pixels.resize(per_image, 0);
+                    let mut rng = rng_for(cfg.seed, self.epoch, i as u64);
+                    let mut draw = |(w, h)| {
+                        let (x, y, w, h) = rrc.sample(&mut rng, w, h);
+                        SampleParams {
+                            x,
+                            y,
+                            w,
+                            h,
+                            flip: false,
+                            alpha: [0.0; 3],
+                        }
+                    };
+                    let mut geometry = if cfg.train {
+                        Geometry::Window(&mut draw)
+                    } else {
+                        Geometry::Eval(rrc)
+                    };
+                    let (label, mut params) = read_window(
+                        ds,
+                        i,
+                        &mut geometry,
+                        *decode,
+                        cfg.crop,
+                        &mut scratch.window,
+                        &mut scratch.resize,
+                        &mut scratch.pixels,
+                    )?;
+                    if cfg.train {
+                        self.ops
+                            .apply(&mut rng, &mut scratch.pixels, crop, &mut params);
+                        params.alpha = draw_alpha(&mut rng, cfg.lighting);
+                    }
+                    bufs.labels.push(label as i64);
+                    (crop, vec![params])
+                }
+            };
+            let stored = src;
             let src: &[u8] = &scratch.pixels;
-            bufs.labels.push(label as i64);
             bufs.indices.push(i);
-            for (v, p) in self.views(i, size).into_iter().take(views).enumerate() {
-                let slot = (j * views + v) * per_image;
+            for (v, p) in views.into_iter().take(per_record).enumerate() {
+                let slot = (j * per_record + v) * per_image;
+                // The fused loop reads the patch at (x, y) of the stored image and mirrors it;
+                // RandomResizedCrop's window is already the whole of `src`, its ops applied.
+                let at = match cfg.recipe {
+                    Recipe::Paper => p,
+                    Recipe::RandomResizedCrop { .. } => SampleParams {
+                        x: 0,
+                        y: 0,
+                        flip: false,
+                        ..p
+                    },
+                };
                 match cfg.layout {
                     Layout::F32Nchw => {
                         let delta = lighting_delta(
@@ -729,15 +870,11 @@ impl Job {
                             p.alpha,
                         );
                         let out = &mut bufs.f32[slot..slot + per_image];
-                        fused_f32_nchw(src, size as usize, &p, crop, delta, &norm, out);
+                        fused_f32_nchw(src, stored, &at, crop, delta, &norm, out);
                     }
-                    Layout::U8Nhwc => fused_u8_nhwc(
-                        src,
-                        size as usize,
-                        &p,
-                        crop,
-                        &mut bufs.u8[slot..slot + per_image],
-                    ),
+                    Layout::U8Nhwc => {
+                        fused_u8_nhwc(src, stored, &at, crop, &mut bufs.u8[slot..slot + per_image])
+                    }
                 }
                 bufs.params.push(p);
             }
@@ -766,6 +903,8 @@ impl Job {
         let plain = |(x, y): (u32, u32), flip: bool| SampleParams {
             x,
             y,
+            w: cfg.crop,
+            h: cfg.crop,
             flip,
             alpha: [0.0; 3],
         };
@@ -928,6 +1067,7 @@ mod tests {
                     input_kind: "memory".into(),
                     quality: None,
                     draft: false,
+                    max_side: None,
                     shard_size: 1,
                     max_pixels: 1,
                     resize: "none".into(),

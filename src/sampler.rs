@@ -5,9 +5,8 @@
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Normal};
 
-use crate::augment::SampleParams;
+use crate::augment::{draw_alpha, SampleParams};
 
 use crate::seed::mix64 as mix;
 
@@ -121,15 +120,15 @@ pub fn train_params(
     let x = rng.random_range(0..=span);
     let y = rng.random_range(0..=span);
     let flip = rng.random_bool(flip_p.clamp(0.0, 1.0));
-    let mut alpha = [0f32; 3];
-    if sigma > 0.0 {
-        if let Ok(normal) = Normal::new(0.0f32, sigma) {
-            for a in &mut alpha {
-                *a = normal.sample(&mut rng);
-            }
-        }
+    let alpha = draw_alpha(&mut rng, sigma);
+    SampleParams {
+        x,
+        y,
+        w: crop,
+        h: crop,
+        flip,
+        alpha,
     }
-    SampleParams { x, y, flip, alpha }
 }
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ pub struct BuildInfo {
     pub quality: Option<u8>,
     /// Whether JPEGs were decoded at reduced DCT scale.
     pub draft: bool,
+    /// `jpeg` mode with whole images: the long-side cap (`--max-side`); `None`: `size`×`size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_side: Option<u32>,
     /// Records per shard.
     pub shard_size: u64,
     /// The decompression-bomb guard in pixels.

@@ -52,6 +52,7 @@ fn memory(records: usize, classes: &[&str]) -> Arc<Dataset> {
             input_kind: "memory".into(),
             quality: None,
             draft: false,
+            max_side: None,
             shard_size: 1,
             max_pixels: 1,
             resize: "none".into(),

@@ -49,6 +49,7 @@ from ._alexpipe import (
     UnsupportedError,
     build_shards,
     convert,
+    random_resized_crop_windows,
 )
 
 __all__ = [
@@ -62,5 +63,6 @@ __all__ = [
     "UnsupportedError",
     "build_shards",
     "convert",
+    "random_resized_crop_windows",
 ]
 __version__ = "0.1.0"

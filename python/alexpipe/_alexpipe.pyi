@@ -39,6 +39,7 @@ def build_shards(
     shard_size: int = 1024,
     root: Optional[_Path] = None,
     format: str = "shards",
+    max_side: Optional[int] = None,
     class_names: Optional[_Path] = None,
     label_key: Optional[str] = None,
     image_column: Optional[str] = None,
@@ -50,7 +51,20 @@ def build_shards(
     dataset directory; class_names: a file of one name per line. Returns a summary dict with
     out, inputs, records, rejected, rejects [(path, reason, detail)], classes, class_counts,
     threads, elapsed_secs. Releases the GIL while building. format="hdf5" writes one HDF5 file
-    (raw mode only; needs the hdf5 feature)."""
+    (raw mode only; needs the hdf5 feature). mode="jpeg", max_side=N stores whole images at
+    their own aspect, the long side capped at N (for recipe="rrc")."""
+
+def random_resized_crop_windows(
+    width: int,
+    height: int,
+    count: int,
+    seed: int = 0,
+    epoch: int = 0,
+    scale: Tuple[float, float] = (0.08, 1.0),
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+) -> Any:
+    """The RandomResizedCrop windows a training loader draws for records 0..count of a
+    width×height image: int64 array [count, 4] of (left, top, width, height)."""
 
 def convert(
     input: _Path,
@@ -114,8 +128,8 @@ class Loader:
         layout: str = "f32_nchw",
         crop: int = 224,
         flip: float = 0.5,
-        lighting: float = 0.1,
-        mean: str = "image",
+        lighting: Optional[float] = None,
+        mean: Optional[str] = None,
         ten_crop: bool = False,
         rank: int = 0,
         world_size: int = 1,
@@ -124,8 +138,18 @@ class Loader:
         indices: Optional[Sequence[int]] = None,
         stats_from: Optional[Union[_Path, Dataset]] = None,
         debug: bool = False,
+        recipe: str = "paper",
+        scale: Tuple[float, float] = (0.08, 1.0),
+        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+        crop_fraction: float = 0.875,
+        decode: str = "crop",
     ) -> None:
-        """mean: "image" subtracts the training set's mean image (paper §2; inputs stay in levels,
+        """recipe: "paper" (random crop-sized patches of the stored images, §4.1) or "rrc"
+        (torchvision's RandomResizedCrop of the whole image to crop×crop, with scale and ratio;
+        evaluation: short side to crop / crop_fraction, centre crop; decode "crop" decodes only
+        the window at a reduced DCT scale, "exact" decodes whole). Defaults per recipe: lighting
+        0.1 and mean "image" for "paper", 0 and "imagenet" for "rrc".
+        mean: "image" subtracts the training set's mean image (paper §2; inputs stay in levels,
         about ±128 — what the paper's AlexNet and its init expect, not a torchvision model);
         "channel" subtracts the dataset's channel mean and divides by its std (unit scale);
         "imagenet" uses torchvision's ImageNet mean/std (what torchvision models expect).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alexpipe::{Eigenbasis, Layout, MeanMode, Mode, Next};
+use alexpipe::{Eigenbasis, Layout, MeanMode, Mode, Next, RandomResizedCrop, Recipe};
 use numpy::ndarray::{ArrayView, Ix4};
 use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
 use pyo3::exceptions::{
@@ -85,7 +85,7 @@ fn parse<T: std::str::FromStr<Err = alexpipe::Error>>(name: &str) -> PyResult<T>
 /// directory (`image_column`, `label_column`). Returns a summary dict.
 #[pyfunction]
 #[pyo3(signature = (input, out, size=256, mode="raw", threads=None, strict=false, progress=true,
-                    quality=90, draft=false, shard_size=1024, root=None, format="shards",
+                    quality=90, draft=false, shard_size=1024, root=None, format="shards", max_side=None,
                     class_names=None, label_key=None, image_column=None, label_column=None))]
 #[allow(clippy::too_many_arguments)]
 fn build_shards<'py>(
@@ -102,6 +102,7 @@ fn build_shards<'py>(
     shard_size: u64,
     root: Option<PathBuf>,
     format: &str,
+    max_side: Option<u32>,
     class_names: Option<PathBuf>,
     label_key: Option<String>,
     image_column: Option<String>,
@@ -117,6 +118,7 @@ fn build_shards<'py>(
     cfg.draft = draft;
     cfg.shard_size = shard_size;
     cfg.root = root;
+    cfg.max_side = max_side;
     cfg.class_names = class_names;
     cfg.label_key = label_key;
     cfg.image_column = image_column;
@@ -382,9 +384,11 @@ struct Loader {
 impl Loader {
     #[new]
     #[pyo3(signature = (source, batch_size=128, train=true, seed=0, shuffle=true, drop_last=true,
-                        threads=None, prefetch=4, layout="f32_nchw", crop=224, flip=0.5, lighting=0.1,
-                        mean="image", ten_crop=false, rank=0, world_size=1, eigvecs=None, axis_std=None,
-                        indices=None, stats_from=None, debug=false))]
+                        threads=None, prefetch=4, layout="f32_nchw", crop=224, flip=0.5, lighting=None,
+                        mean=None, ten_crop=false, rank=0, world_size=1, eigvecs=None, axis_std=None,
+                        indices=None, stats_from=None, debug=false, recipe="paper",
+                        scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), crop_fraction=0.875,
+                        decode="crop"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -399,8 +403,8 @@ impl Loader {
         layout: &str,
         crop: u32,
         flip: f64,
-        lighting: f32,
-        mean: &str,
+        lighting: Option<f32>,
+        mean: Option<&str>,
         ten_crop: bool,
         rank: usize,
         world_size: usize,
@@ -409,10 +413,34 @@ impl Loader {
         indices: Option<Vec<usize>>,
         stats_from: Option<&Bound<'_, PyAny>>,
         debug: bool,
+        recipe: &str,
+        scale: (f64, f64),
+        ratio: (f64, f64),
+        crop_fraction: f64,
+        decode: &str,
     ) -> PyResult<Self> {
         let dataset = dataset_of(py, source)?;
         let layout: Layout = parse(layout)?;
-        let mean: MeanMode = parse(mean)?;
+        // Each recipe's own defaults: the paper's mean image and PCA lighting; torchvision's
+        // ImageNet normalisation and no lighting for RandomResizedCrop.
+        let recipe = match parse::<Recipe>(recipe)? {
+            Recipe::Paper => Recipe::Paper,
+            Recipe::RandomResizedCrop { .. } => Recipe::RandomResizedCrop {
+                crop: RandomResizedCrop {
+                    scale,
+                    ratio,
+                    crop_fraction,
+                },
+                decode: parse(decode)?,
+            },
+        };
+        let paper = recipe == Recipe::Paper;
+        let mean: MeanMode = match mean {
+            Some(m) => parse(m)?,
+            None if paper => MeanMode::Image,
+            None => MeanMode::ImageNet,
+        };
+        let lighting = lighting.unwrap_or(if paper { 0.1 } else { 0.0 });
         let eigenbasis = match (eigvecs, axis_std) {
             (Some(eigvecs), Some(axis_std)) => Some(Eigenbasis { eigvecs, axis_std }),
             (None, None) => None,
@@ -423,6 +451,7 @@ impl Loader {
             }
         };
         let config = alexpipe::LoaderConfig {
+            recipe,
             batch_size,
             train,
             shuffle,
@@ -648,6 +677,14 @@ fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<
         PyArray1::from_vec(py, p.iter().map(|q| q.y as i64).collect()),
     )?;
     d.set_item(
+        "w",
+        PyArray1::from_vec(py, p.iter().map(|q| q.w as i64).collect()),
+    )?;
+    d.set_item(
+        "h",
+        PyArray1::from_vec(py, p.iter().map(|q| q.h as i64).collect()),
+    )?;
+    d.set_item(
         "flip",
         PyArray1::from_vec(py, p.iter().map(|q| q.flip).collect()),
     )?;
@@ -657,9 +694,48 @@ fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<
     Ok(d)
 }
 
+/// The RandomResizedCrop windows the loader draws for records `0..count` of a `width`×`height`
+/// image in `epoch` (training, the recipe's own draw from (seed, epoch, record)), as an int64
+/// array of rows (left, top, width, height): for checking the sampling against torchvision's.
+#[pyfunction]
+#[pyo3(signature = (width, height, count, seed=0, epoch=0, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0)))]
+fn random_resized_crop_windows<'py>(
+    py: Python<'py>,
+    width: u32,
+    height: u32,
+    count: usize,
+    seed: u64,
+    epoch: u64,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+) -> PyResult<Bound<'py, PyArray2<i64>>> {
+    let rrc = RandomResizedCrop {
+        scale,
+        ratio,
+        ..RandomResizedCrop::default()
+    };
+    rrc.validate().map_err(to_py)?;
+    if width == 0 || height == 0 {
+        return Err(PyValueError::new_err("width and height must be at least 1"));
+    }
+    let rows: Vec<Vec<i64>> = (0..count)
+        .map(|i| {
+            // The loader's first draw of record i (its window), from the same generator.
+            let mut rng = alexpipe::sampler::rng_for(seed, epoch, i as u64);
+            let (x, y, w, h) = rrc.sample(&mut rng, width, height);
+            vec![x as i64, y as i64, w as i64, h as i64]
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(PyArray2::zeros(py, [0, 4], false));
+    }
+    PyArray2::from_vec2(py, &rows).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 #[pymodule]
 fn _alexpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(random_resized_crop_windows, m)?)?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_class::<Dataset>()?;
     m.add_class::<Loader>()?;

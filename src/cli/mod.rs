@@ -119,6 +119,11 @@ pub struct BuildArgs {
     /// JPEG quality for --mode jpeg.
     #[arg(long, default_value_t = 90)]
     pub quality: u8,
+    /// With --mode jpeg: store each image whole at its own aspect, the long side capped at this
+    /// (e.g. 512, FFCV's max_resolution), for `--recipe rrc`; --size still sets the paper
+    /// recipe's view and the statistics.
+    #[arg(long)]
+    pub max_side: Option<u32>,
     /// Decode large JPEGs at 1/2, 1/4 or 1/8 DCT scale while both sides stay ≥ 2×size (like PIL's
     /// draft): much faster on big photos, pixels differ slightly from a full decode.
     #[arg(long)]
@@ -136,7 +141,7 @@ pub struct BuildArgs {
     #[arg(long, default_value_t = crate::prep::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
     /// Recompute the statistics of the existing dataset INPUT (no OUT); the same as `alexpipe stats`.
-    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "label_key", "image_column", "label_column", "mode", "quality", "draft", "shard_size", "strict", "format"])]
+    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "label_key", "image_column", "label_column", "mode", "quality", "max_side", "draft", "shard_size", "strict", "format"])]
     pub stats_only: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -240,6 +245,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         size: args.size,
         mode: args.mode,
         quality: args.quality,
+        max_side: args.max_side,
         draft: args.draft,
         shard_size: args.shard_size,
         threads: args.threads,

@@ -375,6 +375,7 @@ pub(super) fn foreign_build_info(path: &Path, shard_size: u64) -> BuildInfo {
         input_kind: "hdf5".into(),
         quality: None,
         draft: false,
+        max_side: None,
         shard_size,
         max_pixels: crate::prep::DEFAULT_MAX_PIXELS,
         resize: "none: images copied from an HDF5 file".into(),

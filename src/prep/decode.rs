@@ -116,7 +116,7 @@ impl fmt::Display for RejectReason {
 }
 
 /// A decoded image: `height` rows of `width` RGB pixels, row-major, no padding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RgbImage {
     /// Width in pixels.
     pub width: u32,
@@ -177,7 +177,11 @@ pub fn decode_rgb(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, Reject
     }
 }
 
-fn check_dims(width: u64, height: u64, opts: &DecodeOptions) -> Result<(), RejectReason> {
+pub(super) fn check_dims(
+    width: u64,
+    height: u64,
+    opts: &DecodeOptions,
+) -> Result<(), RejectReason> {
     if width == 0 || height == 0 {
         return Err(RejectReason::TooSmall { width, height });
     }
@@ -199,7 +203,7 @@ pub fn draft_denominator(width: u32, height: u32, size: u32) -> u32 {
 }
 
 /// A TurboJPEG decompressor handle, one per thread (handles are not thread-safe, and cheap to keep).
-struct TjDecompressor(raw::tjhandle);
+pub(super) struct TjDecompressor(pub(super) raw::tjhandle);
 
 impl TjDecompressor {
     fn new() -> Result<Self, RejectReason> {
@@ -224,7 +228,7 @@ impl TjDecompressor {
         Ok(TjDecompressor(handle))
     }
 
-    fn error(&self) -> (bool, String) {
+    pub(super) fn error(&self) -> (bool, String) {
         // SAFETY: the handle is valid for the lifetime of self; the string is copied before return.
         unsafe {
             let warning = raw::tj3GetErrorCode(self.0) == raw::TJERR_TJERR_WARNING as CInt;
@@ -233,7 +237,7 @@ impl TjDecompressor {
         }
     }
 
-    fn get(&self, param: raw::TJPARAM) -> CInt {
+    pub(super) fn get(&self, param: raw::TJPARAM) -> CInt {
         // SAFETY: valid handle, any parameter id is accepted (unknown ones return -1).
         unsafe { raw::tj3Get(self.0, param as CInt) }
     }
@@ -246,7 +250,7 @@ impl Drop for TjDecompressor {
     }
 }
 
-type CInt = std::os::raw::c_int;
+pub(super) type CInt = std::os::raw::c_int;
 
 /// Most scans a progressive JPEG may have (more is refused as corrupt).
 pub const MAX_JPEG_SCANS: CInt = 500;
@@ -264,6 +268,13 @@ fn warning_loses_data(msg: &str) -> bool {
 }
 
 fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectReason> {
+    with_decompressor(|tj| decode_jpeg_with(tj, bytes, opts))
+}
+
+/// Runs `f` with this thread's TurboJPEG handle, made on first use.
+pub(super) fn with_decompressor<T>(
+    f: impl FnOnce(&TjDecompressor) -> Result<T, RejectReason>,
+) -> Result<T, RejectReason> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -272,7 +283,7 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectRea
         let tj = slot
             .as_ref()
             .ok_or_else(|| RejectReason::Unsupported("no decompressor".into()))?;
-        let result = decode_jpeg_with(tj, bytes, opts);
+        let result = f(tj);
         if result.is_err() {
             // tj3DecompressHeader returns from an error without resetting libjpeg's state, so a
             // handle that failed mid-header would misread the next file ("two SOF markers"):
@@ -283,11 +294,24 @@ fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, RejectRea
     })
 }
 
-fn decode_jpeg_with(
+/// What a JPEG's header says: its size and what the decoder needs to set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct JpegHeader {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) cmyk: bool,
+    pub(super) lossless: bool,
+    /// TurboJPEG's chroma subsampling id (an index into `tjMCUWidth`), or -1 when unknown.
+    pub(super) subsamp: CInt,
+}
+
+/// Reads the header of `bytes` into `tj`, checks the size against `opts.max_pixels` and sets
+/// libjpeg-turbo's memory limit; the next decompression on `tj` decodes this image.
+pub(super) fn read_jpeg_header(
     tj: &TjDecompressor,
     bytes: &[u8],
     opts: &DecodeOptions,
-) -> Result<RgbImage, RejectReason> {
+) -> Result<JpegHeader, RejectReason> {
     // SAFETY: valid handle; the slice outlives the call.
     let rc = unsafe { raw::tj3DecompressHeader(tj.0, bytes.as_ptr(), bytes.len() as raw::size_t) };
     if rc != 0 {
@@ -306,53 +330,59 @@ fn decode_jpeg_with(
     // libjpeg-turbo's own working memory (a progressive image keeps every DCT coefficient: up to
     // 2 bytes per sample) within the same per-pixel budget as the other decoders, in MiB.
     let budget_mib = (opts.max_pixels.saturating_mul(8) >> 20).saturating_add(64);
-    // SAFETY: valid handle; MAXMEMORY takes a non-negative int (MiB).
+    // SAFETY: valid handle; MAXMEMORY takes a non-negative int (MiB); the all-zero region is
+    // TJUNCROPPED (a previous window decode on this handle must not crop this image).
     unsafe {
         raw::tj3Set(
             tj.0,
             raw::TJPARAM_TJPARAM_MAXMEMORY as CInt,
             budget_mib.min(CInt::MAX as u64) as CInt,
-        )
-    };
-    let colorspace = tj.get(raw::TJPARAM_TJPARAM_COLORSPACE);
-    let cmyk =
-        colorspace == raw::TJCS_TJCS_CMYK as CInt || colorspace == raw::TJCS_TJCS_YCCK as CInt;
-    let lossless = tj.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1;
-
-    let denom = match opts.draft_for {
-        Some(size) if !lossless => draft_denominator(width, height, size),
-        _ => 1,
-    };
-    let factor = raw::tjscalingfactor {
-        num: 1,
-        denom: denom as CInt,
-    };
-    // SAFETY: valid handle; 1/1, 1/2, 1/4, 1/8 are always supported.
-    if unsafe { raw::tj3SetScalingFactor(tj.0, factor) } != 0 {
-        let (_, msg) = tj.error();
-        return Err(RejectReason::Unsupported(format!(
-            "JPEG scaling 1/{denom}: {msg}"
-        )));
+        );
+        raw::tj3SetCroppingRegion(
+            tj.0,
+            raw::tjregion {
+                x: 0,
+                y: 0,
+                w: 0,
+                h: 0,
+            },
+        );
     }
-    // TJSCALED: ceil(dim * num / denom).
-    let out_w = width.div_ceil(denom);
-    let out_h = height.div_ceil(denom);
-    let channels = if cmyk { 4 } else { 3 };
-    let pixel_format = if cmyk {
+    let colorspace = tj.get(raw::TJPARAM_TJPARAM_COLORSPACE);
+    Ok(JpegHeader {
+        width,
+        height,
+        cmyk: colorspace == raw::TJCS_TJCS_CMYK as CInt
+            || colorspace == raw::TJCS_TJCS_YCCK as CInt,
+        lossless: tj.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1,
+        subsamp: tj.get(raw::TJPARAM_TJPARAM_SUBSAMP),
+    })
+}
+
+/// Decompresses the image whose header `tj` has read at scale `num`/`denom` into `pixels`
+/// (`pitch` bytes per row, RGB or, for CMYK, inverted CMYK as libjpeg gives it). A warning that
+/// means lost data (a truncated file) is an error.
+pub(super) fn decompress_into(
+    tj: &TjDecompressor,
+    bytes: &[u8],
+    header: &JpegHeader,
+    pixels: &mut [u8],
+    pitch: usize,
+) -> Result<(), RejectReason> {
+    let pixel_format = if header.cmyk {
         raw::TJPF_TJPF_CMYK
     } else {
         raw::TJPF_TJPF_RGB
     };
-    let mut pixels = vec![0u8; out_w as usize * out_h as usize * channels];
-    // SAFETY: the buffer holds out_h rows of pitch out_w*channels bytes, which is what TurboJPEG writes
-    // for this scaling factor and pixel format.
+    // SAFETY: callers size `pixels` for the rows of `pitch` bytes TurboJPEG writes for the
+    // scaling factor and cropping region set on `tj`.
     let rc = unsafe {
         raw::tj3Decompress8(
             tj.0,
             bytes.as_ptr(),
             bytes.len() as raw::size_t,
             pixels.as_mut_ptr(),
-            (out_w as usize * channels) as CInt,
+            pitch as CInt,
             pixel_format as CInt,
         )
     };
@@ -362,7 +392,43 @@ fn decode_jpeg_with(
             return Err(RejectReason::Corrupt(format!("JPEG data: {msg}")));
         }
     }
-    if cmyk {
+    Ok(())
+}
+
+/// Sets the DCT scaling factor `num`/`denom` for the next decompression on `tj`.
+pub(super) fn set_scale(tj: &TjDecompressor, num: u32, denom: u32) -> Result<(), RejectReason> {
+    let factor = raw::tjscalingfactor {
+        num: num as CInt,
+        denom: denom as CInt,
+    };
+    // SAFETY: valid handle; the factors used (M/8) are among libjpeg-turbo's supported ones.
+    if unsafe { raw::tj3SetScalingFactor(tj.0, factor) } != 0 {
+        let (_, msg) = tj.error();
+        return Err(RejectReason::Unsupported(format!(
+            "JPEG scaling {num}/{denom}: {msg}"
+        )));
+    }
+    Ok(())
+}
+
+fn decode_jpeg_with(
+    tj: &TjDecompressor,
+    bytes: &[u8],
+    opts: &DecodeOptions,
+) -> Result<RgbImage, RejectReason> {
+    let header = read_jpeg_header(tj, bytes, opts)?;
+    let denom = match opts.draft_for {
+        Some(size) if !header.lossless => draft_denominator(header.width, header.height, size),
+        _ => 1,
+    };
+    set_scale(tj, 1, denom)?;
+    // TJSCALED: ceil(dim * num / denom).
+    let out_w = header.width.div_ceil(denom);
+    let out_h = header.height.div_ceil(denom);
+    let channels = if header.cmyk { 4 } else { 3 };
+    let mut pixels = vec![0u8; out_w as usize * out_h as usize * channels];
+    decompress_into(tj, bytes, &header, &mut pixels, out_w as usize * channels)?;
+    if header.cmyk {
         pixels = cmyk_to_rgb(&pixels);
     }
     Ok(RgbImage {

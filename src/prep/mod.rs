@@ -3,6 +3,7 @@
 //! short side and cropping the centre.
 
 mod decode;
+mod decode_window;
 mod discover;
 mod parquet;
 mod pattern;
@@ -13,6 +14,7 @@ pub use decode::{
     cmyk_to_rgb, decode_rgb, draft_denominator, is_jpeg, looks_like_image, max_file_bytes,
     DecodeOptions, RejectReason, RgbImage, DEFAULT_MAX_PIXELS,
 };
+pub use decode_window::{decode_jpeg_window, image_dims, window_eighths, ScaledRegion, Window};
 pub use discover::{
     discover_folder, discover_list, read_class_names, Inputs, Source, SourceStream,
     MAX_NUMBERED_CLASSES,
@@ -22,7 +24,7 @@ pub use parquet::{
     LABEL_COLUMNS,
 };
 pub use pattern::{expand_braces, expand_local, is_pattern, is_url};
-pub use resize::{center_crop_offset, crop_rgb, resized_dims, ResizeCrop};
+pub use resize::{capped_dims, center_crop_offset, crop_rgb, resized_dims, ResizeCrop};
 pub use webdataset::{
     discover_webdataset, split_member, LabelKey, WebDatasetOptions, IMAGE_EXTENSIONS,
 };

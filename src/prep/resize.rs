@@ -51,28 +51,117 @@ impl ResizeCrop {
     /// the full image's scale factor and filter centres, so the result equals resizing the whole
     /// image and then cropping (up to the rounding of the box's float coordinates).
     pub fn resize_center_crop(&mut self, src: &RgbImage, size: u32, out: &mut [u8]) {
-        let (rw, rh) = resized_dims(src.width, src.height, size);
-        let (left, top) = (center_crop_offset(rw, size), center_crop_offset(rh, size));
+        self.resize_short_center_crop(src, size, size, out);
+    }
+
+    /// torchvision's `Resize(resize_to)` + `CenterCrop(crop)` (evaluation of the RandomResizedCrop
+    /// recipe: `resize_to = crop / crop_fraction`): the short side becomes `resize_to`, and the
+    /// central `crop`×`crop` patch is written to `out`. As [`ResizeCrop::resize_center_crop`],
+    /// only the patch is computed. `crop` must not exceed the resized short side.
+    pub fn resize_short_center_crop(
+        &mut self,
+        src: &RgbImage,
+        resize_to: u32,
+        crop: u32,
+        out: &mut [u8],
+    ) {
+        let (rw, rh) = resized_dims(src.width, src.height, resize_to);
+        let (left, top) = (center_crop_offset(rw, crop), center_crop_offset(rh, crop));
         if (rw, rh) == (src.width, src.height) {
-            crop_rgb(&src.pixels, src.width, src.height, left, top, size, out);
+            crop_rgb(&src.pixels, src.width, src.height, left, top, crop, out);
             return;
         }
         let (sx, sy) = (src.width as f64 / rw as f64, src.height as f64 / rh as f64);
-        let (box_left, box_top) = (left as f64 * sx, top as f64 * sy);
-        let box_width = (size as f64 * sx).min(src.width as f64 - box_left);
-        let box_height = (size as f64 * sy).min(src.height as f64 - box_top);
+        let window = [
+            left as f64 * sx,
+            top as f64 * sy,
+            (crop as f64 * sx).min(src.width as f64 - left as f64 * sx),
+            (crop as f64 * sy).min(src.height as f64 - top as f64 * sy),
+        ];
+        self.resize_box(src, window, crop, crop, out);
+    }
+
+    /// Pillow's `image.resize((out_w, out_h), BILINEAR, box=window)`: the `window` (left, top,
+    /// width, height in `src` pixels, fractional allowed) resized to `out_w`×`out_h` with the
+    /// antialiased bilinear filter, which also reads the pixels just around the window.
+    pub fn resize_box(
+        &mut self,
+        src: &RgbImage,
+        window: [f64; 4],
+        out_w: u32,
+        out_h: u32,
+        out: &mut [u8],
+    ) {
         let (Ok(src_view), Ok(mut dst_view)) = (
             ImageRef::new(src.width, src.height, &src.pixels, PixelType::U8x3),
-            Image::from_slice_u8(size, size, out, PixelType::U8x3),
+            Image::from_slice_u8(out_w, out_h, out, PixelType::U8x3),
         ) else {
             unreachable!("callers pass buffers of the stated dimensions");
         };
+        let [left, top, width, height] = window;
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-            .crop(box_left, box_top, box_width, box_height);
+            .crop(left, top, width, height);
         if let Err(e) = self.resizer.resize(&src_view, &mut dst_view, &options) {
-            unreachable!("U8x3 resize within the image cannot fail: {e}");
+            unreachable!("U8x3 resize of a window within the image cannot fail: {e}");
         }
+    }
+
+    /// torchvision's `resized_crop` on a PIL image (`image.crop(box).resize(size, BILINEAR)`):
+    /// the integer window (`x`, `y`, `w`, `h`) cut out, then resized to `out_size`×`out_size`, so
+    /// the filter sees only the window's pixels. `cut` is scratch for the window's copy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resized_crop(
+        &mut self,
+        src: &RgbImage,
+        (x, y, w, h): (u32, u32, u32, u32),
+        out_size: u32,
+        cut: &mut RgbImage,
+        out: &mut [u8],
+    ) {
+        if (x, y, w, h) == (0, 0, src.width, src.height) {
+            let full = [0.0, 0.0, w as f64, h as f64];
+            return self.resize_box(src, full, out_size, out_size, out);
+        }
+        cut.width = w;
+        cut.height = h;
+        cut.pixels.resize(w as usize * h as usize * 3, 0);
+        let row = w as usize * 3;
+        for (r, dst) in cut.pixels.chunks_exact_mut(row).enumerate() {
+            let start = ((y as usize + r) * src.width as usize + x as usize) * 3;
+            dst.copy_from_slice(&src.pixels[start..start + row]);
+        }
+        let full = [0.0, 0.0, w as f64, h as f64];
+        self.resize_box(cut, full, out_size, out_size, out);
+    }
+
+    /// The whole image resized to `width`×`height` (antialiased bilinear, Pillow's `resize`).
+    pub fn resize_whole(&mut self, src: &RgbImage, width: u32, height: u32) -> RgbImage {
+        let mut pixels = vec![0u8; width as usize * height as usize * 3];
+        let full = [0.0, 0.0, src.width as f64, src.height as f64];
+        self.resize_box(src, full, width, height, &mut pixels);
+        RgbImage {
+            width,
+            height,
+            pixels,
+        }
+    }
+}
+
+/// Dimensions with the long side capped at `max_side`, aspect kept (FFCV's `max_resolution`):
+/// unchanged when the long side is within the cap, else the long side becomes `max_side` and the
+/// short side `round(short · max_side / long)`, at least 1.
+pub fn capped_dims(width: u32, height: u32, max_side: u32) -> (u32, u32) {
+    let long = width.max(height);
+    if long <= max_side {
+        return (width, height);
+    }
+    let scale =
+        |v: u32| ((v as u64 * max_side as u64 + long as u64 / 2) / long as u64).max(1) as u32;
+    if width >= height {
+        (max_side, scale(height))
+    } else {
+        (scale(width), max_side)
     }
 }
 
@@ -105,6 +194,15 @@ mod tests {
         assert_eq!(resized_dims(1600, 120, 256), (3413, 256));
         assert_eq!(resized_dims(256, 256, 256), (256, 256));
         assert_eq!(resized_dims(1, 1, 256), (256, 256));
+    }
+
+    #[test]
+    fn capped_dims_keep_the_aspect() {
+        assert_eq!(capped_dims(500, 375, 512), (500, 375));
+        assert_eq!(capped_dims(2400, 1600, 512), (512, 341));
+        assert_eq!(capped_dims(1600, 2400, 512), (341, 512));
+        assert_eq!(capped_dims(3000, 2, 512), (512, 1));
+        assert_eq!(capped_dims(1023, 1023, 512), (512, 512));
     }
 
     #[test]

@@ -206,7 +206,8 @@ impl RecordSource for ShardSource {
             };
             let img = decode_rgb(buf, &opts)
                 .map_err(|r| Error::format(&shard.path, format!("record {index}: {r}")))?;
-            if mode == Mode::Jpeg && (img.width, img.height) != (s, s) {
+            let whole = self.manifest.build.max_side.is_some();
+            if mode == Mode::Jpeg && !whole && (img.width, img.height) != (s, s) {
                 return Err(Error::format(
                     &shard.path,
                     format!(

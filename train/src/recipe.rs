@@ -36,6 +36,9 @@ pub struct Recipe {
     pub lr_drop_after: Vec<u64>,
     /// Seed of the engine's draws and of dropout.
     pub seed: u64,
+    /// The engine's augmentation: the paper's crops of the stored images (§4.1) or
+    /// RandomResizedCrop of whole images (`--recipe rrc`).
+    pub augment: alexpipe::Recipe,
     /// Patch side and network input (paper: 224).
     pub crop: u32,
     /// σ of PCA lighting (paper: 0.1).
@@ -73,6 +76,7 @@ impl Recipe {
             lr_divisor: 10.0,
             lr_drop_after: Vec::new(),
             seed: 0,
+            augment: alexpipe::Recipe::Paper,
             crop: 224,
             lighting: 0.1,
             flip: 0.5,

@@ -591,6 +591,7 @@ fn loader_config(recipe: &Recipe, train: bool) -> LoaderConfig {
         recipe.batch_size
     };
     LoaderConfig {
+        recipe: recipe.augment,
         batch_size,
         train,
         shuffle: train,

@@ -87,6 +87,12 @@ struct Args {
     /// How often the learning rate may be divided [paper: 3].
     #[arg(long, help_heading = PAPER)]
     max_lr_drops: Option<u32>,
+    /// Augmentation: paper (random patches of the stored 256×256 images, §4.1) or rrc
+    /// (RandomResizedCrop of whole images, torchvision's recipe; build with --mode original or
+    /// --mode jpeg --max-side 512; use --normalize imagenet or channel, and --lighting 0 for
+    /// torchvision's exact recipe) [default: paper].
+    #[arg(long, help_heading = PAPER)]
+    recipe: Option<alexpipe::Recipe>,
     /// Patch side and network input [paper: 224; small: 64]; at least 63.
     #[arg(long, help_heading = PAPER)]
     crop: Option<u32>,
@@ -152,6 +158,7 @@ impl Args {
             lr_drop_after: self.lr_drop_after.clone().unwrap_or(p.lr_drop_after),
             seed: self.seed.unwrap_or(p.seed),
             crop: self.crop.unwrap_or(p.crop),
+            augment: self.recipe.unwrap_or(p.augment),
             lighting: self.lighting.unwrap_or(p.lighting),
             workers: self.workers.unwrap_or(p.workers),
             prefetch: self.prefetch.unwrap_or(p.prefetch),
