@@ -258,16 +258,27 @@ fn container_input(input: &Path) -> Result<Option<Container>> {
     Ok(None)
 }
 
+/// The first of the container options `names` that `cfg` sets, by its command-line name.
+fn given_option(cfg: &BuildConfig, names: &[&'static str]) -> Option<&'static str> {
+    names.iter().copied().find(|name| match *name {
+        "--root" => cfg.root.is_some(),
+        "--label-key" => cfg.label_key.is_some(),
+        "--image-column" => cfg.image_column.is_some(),
+        "--label-column" => cfg.label_column.is_some(),
+        _ => false,
+    })
+}
+
 /// Finds the inputs of a build, the one place the input kind is chosen: WebDataset tars (`.tar`
 /// paths, brace ranges, globs, `http(s)://` URLs), parquet / Arrow files or a Hugging Face dataset
 /// directory; else a directory is an ImageFolder and a file is a list.
 pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
     match container_input(&cfg.input)? {
         Some(Container::Tars(shards)) => {
-            if cfg.root.is_some() || cfg.image_column.is_some() || cfg.label_column.is_some() {
-                return Err(Error::Usage(
-                    "--root, --image-column and --label-column do not apply to WebDataset tars; the label is chosen with --label-key".into(),
-                ));
+            if let Some(opt) = given_option(cfg, &["--root", "--image-column", "--label-column"]) {
+                return Err(Error::Usage(format!(
+                    "{opt} does not apply to WebDataset tars; the label is chosen with --label-key"
+                )));
             }
             let opts = crate::prep::WebDatasetOptions::new(
                 cfg.label_key.as_deref(),
@@ -280,10 +291,10 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
             ));
         }
         Some(Container::Tables(files, info)) => {
-            if cfg.root.is_some() || cfg.label_key.is_some() {
-                return Err(Error::Usage(
-                    "--root and --label-key do not apply to parquet; the columns are chosen with --image-column and --label-column".into(),
-                ));
+            if let Some(opt) = given_option(cfg, &["--root", "--label-key"]) {
+                return Err(Error::Usage(format!(
+                    "{opt} does not apply to parquet; the columns are chosen with --image-column and --label-column"
+                )));
             }
             let opts = crate::prep::ParquetOptions {
                 image_column: cfg.image_column.clone(),
@@ -303,10 +314,11 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
         }
         None => {}
     }
-    if cfg.label_key.is_some() || cfg.image_column.is_some() || cfg.label_column.is_some() {
-        return Err(Error::Usage(
-            "--label-key, --image-column and --label-column apply to WebDataset tars and parquet; INPUT is a folder or a list file".into(),
-        ));
+    if let Some(opt) = given_option(cfg, &["--label-key", "--image-column", "--label-column"]) {
+        return Err(Error::Usage(format!(
+            "{opt} applies to WebDataset tars and parquet; INPUT {} is a folder or a list file",
+            cfg.input.display()
+        )));
     }
     let meta = fs::metadata(&cfg.input).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {

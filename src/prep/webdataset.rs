@@ -19,7 +19,7 @@ use std::thread;
 
 use super::discover::{read_class_names, Inputs, Source};
 use super::pattern::is_url;
-use super::RejectReason;
+use super::{looks_like_image, RejectReason};
 use crate::error::{Error, Result};
 
 /// The image extensions, in order of preference (webdataset's decoders' usual ones).
@@ -319,6 +319,44 @@ fn read_member(entry: &mut impl Read, len: u64, keep: bool) -> io::Result<Vec<u8
     Ok(bytes)
 }
 
+/// Reads an image member as the folder input reads a file: its first 64 bytes, and the rest only
+/// when they look like an image and the member is within `max_bytes`, so a huge non-image costs
+/// no memory. The outer error: the tar ended or failed inside the member.
+fn read_image_member(
+    entry: &mut impl Read,
+    len: u64,
+    max_bytes: u64,
+) -> io::Result<std::result::Result<Vec<u8>, RejectReason>> {
+    let head = len.min(64);
+    let mut bytes = read_member(entry, head, true)?;
+    let refused = if len == 0 {
+        Some(RejectReason::Empty)
+    } else if !looks_like_image(&bytes) {
+        Some(RejectReason::NotAnImage)
+    } else if len > max_bytes {
+        Some(RejectReason::FileTooLarge {
+            bytes: len,
+            limit: max_bytes,
+        })
+    } else {
+        None
+    };
+    let keep = refused.is_none();
+    let rest = read_member(entry, len - head, keep).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("the member declares {len} bytes, fewer are there ({e})"),
+        )
+    })?;
+    match refused {
+        Some(reason) => Ok(Err(reason)),
+        None => {
+            bytes.extend_from_slice(&rest);
+            Ok(Ok(bytes))
+        }
+    }
+}
+
 /// Reads one shard, calling `emit` with each sample (and reject) in order; false when `emit`
 /// says the build has stopped.
 fn read_shard(shard: &str, opts: &WebDatasetOptions, emit: &mut dyn FnMut(Source) -> bool) -> bool {
@@ -416,22 +454,8 @@ fn read_shard(shard: &str, opts: &WebDatasetOptions, emit: &mut dyn FnMut(Source
         let result = if let Some(p) =
             preference.filter(|&p| g.image.as_ref().is_none_or(|i| p < i.0))
         {
-            if len > opts.max_bytes {
-                read_member(&mut entry, len, false).map(|_| {
-                    g.image = Some((
-                        p,
-                        name.clone(),
-                        Err(RejectReason::FileTooLarge {
-                            bytes: len,
-                            limit: opts.max_bytes,
-                        }),
-                    ));
-                })
-            } else {
-                read_member(&mut entry, len, true).map(|bytes| {
-                    g.image = Some((p, name.clone(), Ok(bytes)));
-                })
-            }
+            read_image_member(&mut entry, len, opts.max_bytes)
+                .map(|image| g.image = Some((p, name.clone(), image)))
         } else if ext == opts.label_key.ext() && g.label.is_none() && len <= MAX_LABEL_BYTES {
             read_member(&mut entry, len, true).map(|bytes| g.label = Some((name.clone(), bytes)))
         } else {
@@ -534,7 +558,7 @@ mod tests {
     #[test]
     fn samples_group_by_key_prefer_jpg_and_truncation_keeps_what_came_before() -> Result<()> {
         let jpg: &[u8] = b"\xff\xd8\xffjpeg";
-        let png: &[u8] = b"\x89PNGpng";
+        let png: &[u8] = b"\x89PNG\r\n\x1a\npng";
         let tar = tar_of(&[
             ("a.png", png),
             ("a.jpg", jpg),
@@ -566,7 +590,7 @@ mod tests {
         );
         assert_eq!(got[0].bytes.as_deref(), Some(jpg));
         // Cut inside d.jpg's data: a, b, c kept, then one reject naming d.jpg.
-        let d_data = tar.windows(7).rposition(|w| w == jpg).unwrap_or(0);
+        let d_data = tar.windows(jpg.len()).rposition(|w| w == jpg).unwrap_or(0);
         let got = read_all(&tar[..d_data + 3])?;
         assert_eq!(got.len(), 4, "{got:?}");
         let last = &got[3];

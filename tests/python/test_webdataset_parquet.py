@@ -249,7 +249,7 @@ def test_python_build_shards_reads_tars_and_parquet(photos, shards):
     )
     assert summary["records"] == COUNT and summary["classes"] == CLASSES
     assert records_by_key(out, tar_key) == expect(photos, photos.oracle)
-    with pytest.raises(ValueError, match="label-key"):
+    with pytest.raises(ValueError, match="--label-key does not apply to parquet"):
         alexpipe.build_shards(str(pq_dir / "train-*.parquet"), str(photos.root / "x"), label_key="cls")
 
 
@@ -426,3 +426,45 @@ def test_webdataset_shards_over_http(photos, shards):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_huge_tar_members_stay_within_the_memory_bound(photos, tmp_path):
+    """1 GiB members (sparse, cheap to make) inside a tar: a text one is refused after its first 64
+    bytes, one with a JPEG header for its size, a zlib bomb at decode; the build's peak memory stays
+    within the folder input's stated bound (docs/RELIABILITY.md), far below the members."""
+    import zlib
+
+    from conftest import png_bytes
+    from test_resource_limits import MAX_PIXELS, peak_rss_bytes
+
+    ok = photos.samples[0][3]
+    huge = 1 << 30
+    path = tmp_path / "hostile.tar"
+    with open(path, "wb") as f:
+
+        def member(name, data, size=None):
+            info = tarfile.TarInfo(name)
+            info.size = len(data) if size is None else size
+            f.write(info.tobuf(format=tarfile.USTAR_FORMAT))
+            start = f.tell()
+            f.write(data)
+            f.seek(start + info.size + (-info.size % 512))
+
+        member("a_ok.jpg", ok), member("a_ok.cls", b"0")
+        member("b_text.jpg", b"this is a text file\n" * 100, size=huge), member("b_text.cls", b"0")
+        member("c_jpeg.jpg", ok[:200], size=huge), member("c_jpeg.cls", b"0")
+        w = h = 6000
+        member("d_bomb.png", png_bytes(w, h, zlib.compress(b"\0" * (h * (3 * w + 1)), 9))), member("d_bomb.cls", b"1")
+        member("e_ok.jpg", ok), member("e_ok.cls", b"1")
+        f.write(b"\0" * 1024)
+    out = tmp_path / "ds"
+    threads = 2
+    rc, peak = peak_rss_bytes([path, out, "--size", "64", "--threads", threads, "--max-pixels", MAX_PIXELS])
+    assert rc == 0
+    assert len(Dataset(out)) == 2
+    reasons = {p.rsplit(":", 1)[1]: kind for p, kind, _ in Dataset(out).rejects()}
+    assert reasons == {"b_text.jpg": "not-an-image", "c_jpeg.jpg": "too-large", "d_bomb.png": "too-large"}, reasons
+    per_worker = 8 * MAX_PIXELS + (64 << 20) + 8 * MAX_PIXELS + 3 * 64 * 64
+    bound = threads * per_worker + (64 << 20)
+    print(f"build-shards peak RSS {peak / 2**20:.0f} MiB, bound {bound / 2**20:.0f} MiB")
+    assert peak < bound, f"peak RSS {peak / 2**20:.0f} MiB over the bound {bound / 2**20:.0f} MiB"
