@@ -15,13 +15,16 @@ mirrored with p = 0.5, but not every loader does the same work on them:
 - PyTorch DataLoader / torchvision (benches/peer_torch.py): the same work as alexpipe, with tensor ops
   (crop, flip, lighting, mean image), contiguous float32 NCHW;
 - DALI CPU: crop_mirror_normalize (crop, mirror, per-channel mean/std), contiguous float32 CHW; no
-  lighting, no mean image;
+  lighting, no mean image; and DALI CPU, "alexpipe's work" rows: alexpipe's own work built from DALI
+  ops — crop and mirror of the image and of the mean image at the same position, the paper's PCA
+  lighting (α ~ N(0, 0.1), the RGB shift by coord_transform), the mean image subtracted, CHW;
 - FFCV: its decoder's crop, RandomHorizontalFlip, NormalizeImage (per-channel mean/std, float32,
   channels last), then ToTorchImage, which returns an NCHW-shaped *view* of the channels-last
   batch (not a contiguous NCHW copy); no lighting, no mean image;
 - "raw u8" group: crop and mirror only, uint8 NHWC, for every loader.
 
-Compare alexpipe's "peers' work" rows with DALI and FFCV, its default rows with PyTorch. The train
+Compare alexpipe's "peers' work" rows with DALI and FFCV, its default rows with PyTorch and with
+DALI's "alexpipe's work" rows. The train
 path from JPEG uses the same 256 px JPEGs for every loader. Each measurement runs in its own process
 (peak RSS is that process tree's), after one warm-up epoch; the loaders are interleaved round by
 round (round r runs every loader once, then round r + 1), `--reps` rounds, so a change in the
@@ -82,7 +85,7 @@ def run_torch(corpus, shards, epochs, threads, what):
     return r["images"], r["seconds"]
 
 
-def run_dali(shards, epochs, threads, source, layout="f32"):
+def run_dali(shards, epochs, threads, source, layout="f32", work="peers"):
     import numpy as np
     from nvidia.dali import fn, pipeline_def, types
     from alexpipe_format import Dataset as Shards
@@ -91,6 +94,17 @@ def run_dali(shards, epochs, threads, source, layout="f32"):
     mean = [float(v) for v in ds.manifest["stats"]["channel_mean"]]
     std = [float(v) for v in ds.manifest["stats"]["channel_std"]]
     n = len(ds)
+
+    # work="paper": alexpipe's own work, built from DALI ops — the crop and mirror, the paper's PCA
+    # lighting (α ~ N(0, 0.1) along the dataset's eigenbasis, the RGB shift added by coord_transform)
+    # and the mean image cropped and mirrored with the patch, subtracted; float32 CHW.
+    stats = ds.manifest["stats"]
+    eigvecs = np.array(stats["eigvecs"], dtype=np.float32)
+    axis_std = np.sqrt(np.maximum(np.array(stats["eigvals"], dtype=np.float32), 0))
+    mean_image = ds.mean_image.astype(np.float32)
+
+    def mean_images(_):
+        return [mean_image] * BATCH
 
     @pipeline_def(batch_size=BATCH, num_threads=threads, device_id=None, seed=0, prefetch_queue_depth=2)
     def pipe():
@@ -104,6 +118,14 @@ def run_dali(shards, epochs, threads, source, layout="f32"):
                     crop_pos_y=fn.random.uniform(range=(0.0, 1.0)), mirror=fn.random.coin_flip(probability=0.5))
         if layout == "u8":
             return fn.crop_mirror_normalize(images, dtype=types.UINT8, output_layout="HWC", **crop), labels
+        if work == "paper":
+            means = fn.external_source(source=mean_images, batch=True)
+            patch = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="HWC", **crop)
+            mean_patch = fn.crop_mirror_normalize(means, dtype=types.FLOAT, output_layout="HWC", **crop)
+            alpha = fn.random.normal(shape=[1, 3], stddev=0.1)  # one "point": coord_transform wants 2-D
+            shift = fn.coord_transform(alpha * types.Constant(axis_std.reshape(1, 3)), M=eigvecs.flatten().tolist())
+            lit = fn.coord_transform(patch, T=fn.reshape(shift, shape=[3]))
+            return fn.transpose(lit - mean_patch, perm=[2, 0, 1]), labels
         return fn.crop_mirror_normalize(images, mean=mean, std=std, dtype=types.FLOAT, output_layout="CHW",
                                         **crop), labels
 
@@ -118,6 +140,11 @@ def run_dali(shards, epochs, threads, source, layout="f32"):
 
     p = pipe()
     p.build()
+    if work == "paper":
+        # The same work as alexpipe's, checked: centred by the mean image, spread by the pixels.
+        first = np.array(p.run()[0].as_tensor())
+        assert first.shape == (BATCH, 3, 224, 224), first.shape
+        assert abs(first.mean()) < 20 and 20 < first.std() < 120, (first.mean(), first.std())
     per_epoch = n // BATCH
     for _ in range(per_epoch):
         p.run()
@@ -283,6 +310,7 @@ def main():
         ("raw", "alexpipe engine (Rust), peers' work", "alexpipe:rust:f32:peers", "raw"),
         ("raw", "PyTorch DataLoader (pre-decoded array)", "torch:array-f32", "raw"),
         ("raw", "DALI CPU (external_source)", "dali:raw", "raw"),
+        ("raw", "DALI CPU (external_source), alexpipe's work", "dali:raw:f32:paper", "raw"),
         ("raw", "FFCV (raw .beton)", "ffcv:raw", "raw"),
         ("raw u8", "alexpipe engine (Rust)", "alexpipe:rust:u8", "raw"),
         ("raw u8", "alexpipe Loader (Python)", "alexpipe:python:u8", "raw"),
@@ -293,6 +321,7 @@ def main():
         ("jpeg", "alexpipe Loader (jpeg shards), peers' work", "alexpipe:python:f32:peers", "jpeg"),
         ("jpeg", "torchvision ImageFolder", "torch:folder256-f32", "raw"),
         ("jpeg", "DALI CPU (readers.file + decoders.image)", "dali:jpeg", "raw"),
+        ("jpeg", "DALI CPU (readers.file + decoders.image), alexpipe's work", "dali:jpeg:f32:paper", "raw"),
         ("jpeg", "FFCV (jpg .beton)", "ffcv:jpeg", "raw"),
     ]]
     # Interleaved: round r runs every loader once, then round r + 1 (a loader that failed is not

@@ -699,6 +699,7 @@ fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<
 /// array of rows (left, top, width, height): for checking the sampling against torchvision's.
 #[pyfunction]
 #[pyo3(signature = (width, height, count, seed=0, epoch=0, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0)))]
+#[allow(clippy::too_many_arguments)]
 fn random_resized_crop_windows<'py>(
     py: Python<'py>,
     width: u32,
