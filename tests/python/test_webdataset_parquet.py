@@ -303,6 +303,10 @@ def test_damaged_tars_keep_every_complete_sample_and_name_the_damage(photos, sha
     # Nothing lost: records + rejects = the samples read (5 + 1, 7 + 1, 10).
     assert len(Dataset(out)) + len(rejects) == 6 + 8 + 10
     assert Dataset(out).manifest["rejected"] == 3
+    # --strict stops at the first, naming the tar and the member, as it names a folder's file.
+    proc = run_build(str(dmg / "{cut,cuthead,bad}.tar"), photos.root / "strict", "--strict", check=False)
+    assert proc.returncode != 0 and "cut.tar:sample0005.jpg" in proc.stderr and "--strict" in proc.stderr
+    assert not (photos.root / "strict").exists()
 
 
 def corrupt_row_group(path, row_group, where="middle"):
