@@ -49,7 +49,7 @@ pub const IMAGE_COLUMNS: [&str; 2] = ["image", "img"];
 pub const LABEL_COLUMNS: [&str; 2] = ["label", "labels"];
 
 /// How to read parquet and Arrow tables.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ParquetOptions {
     /// `--image-column`.
     pub image_column: Option<String>,
@@ -59,6 +59,18 @@ pub struct ParquetOptions {
     pub class_names: Option<PathBuf>,
     /// The largest image cell accepted.
     pub max_bytes: u64,
+}
+
+impl Default for ParquetOptions {
+    /// The default columns and class names, and the cell limit of the default `--max-pixels`.
+    fn default() -> Self {
+        ParquetOptions {
+            image_column: None,
+            label_column: None,
+            class_names: None,
+            max_bytes: super::max_file_bytes(super::DEFAULT_MAX_PIXELS),
+        }
+    }
 }
 
 /// The encoding of a table file.
@@ -731,6 +743,93 @@ mod tests {
             split_of("plain_text/train/0000.parquet"),
             "plain_text/train"
         );
+    }
+
+    /// A parquet file of `datasets`' Image struct and an int64 label, row groups of 2 rows.
+    fn write_table(path: &Path) -> Result<()> {
+        use arrow_array::{ArrayRef, BinaryArray, Int64Array, StringArray, StructArray};
+        use arrow_schema::Field;
+        let bytes: ArrayRef = Arc::new(BinaryArray::from(vec![
+            Some(&b"\xff\xd8\xffjpeg"[..]),
+            None,
+            None,
+            Some(&b"\xff\xd8\xffjpeg"[..]),
+            Some(&b"\xff\xd8\xffjpeg"[..]),
+        ]));
+        let paths: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("a.jpg"),
+            None,
+            Some("missing.jpg"),
+            Some("d.jpg"),
+            Some("e.jpg"),
+        ]));
+        let image = StructArray::from(vec![
+            (Arc::new(Field::new("bytes", DataType::Binary, true)), bytes),
+            (Arc::new(Field::new("path", DataType::Utf8, true)), paths),
+        ]);
+        let label: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(1),
+            Some(0),
+            Some(0),
+            None,
+            Some(-1),
+        ]));
+        let hf = r#"{"info": {"features": {"image": {"_type": "Image"}, "label": {"names": ["cat", "dog"], "_type": "ClassLabel"}}}}"#;
+        let schema = Schema::new_with_metadata(
+            vec![
+                Field::new("image", image.data_type().clone(), true),
+                Field::new("label", DataType::Int64, true),
+            ],
+            std::collections::HashMap::from([("huggingface".to_string(), hf.to_string())]),
+        );
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(image), label])
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let file = fs::File::create(path).at(path)?;
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        w.write(&batch)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        w.close().map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(())
+    }
+
+    #[test]
+    fn rows_become_named_sources_and_bad_cells_rejects() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("t.parquet");
+        write_table(&path)?;
+        let file = TableFile::from_path(&path).ok_or_else(|| Error::Internal("kind".into()))?;
+        let inputs = discover_parquet(vec![file], None, ParquetOptions::default())?;
+        assert_eq!(inputs.classes, vec!["cat", "dog"]);
+        assert!(!inputs.classes_from_labels);
+        assert_eq!(inputs.len, Some(5));
+        let got: Vec<(String, Option<u32>, Option<&'static str>, bool)> = inputs
+            .sources
+            .map(|s| {
+                let rel = s.rel.to_string_lossy().into_owned();
+                let row = rel.rsplit(':').next().unwrap_or_default().to_string();
+                (
+                    row,
+                    s.label,
+                    s.refused.as_ref().map(|r| r.kind()),
+                    s.bytes.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("row 0".into(), Some(1), None, true),
+                ("row 1".into(), None, Some("no-image"), false),
+                ("row 2".into(), None, Some("no-image"), false),
+                ("row 3".into(), None, Some("no-label"), false),
+                ("row 4".into(), None, Some("no-label"), false),
+            ]
+        );
+        Ok(())
     }
 
     #[test]
