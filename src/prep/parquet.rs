@@ -366,6 +366,7 @@ pub fn discover_parquet(
         &files[0],
     )?;
     check_image_type(&schema, &image, &files[0])?;
+    check_label_type(&schema, &label, &files[0])?;
     let names = match &opts.class_names {
         Some(p) => Some(read_class_names(p)?),
         None => schema_class_names(&schema, &label).or_else(|| {
@@ -427,6 +428,21 @@ fn check_image_type(schema: &Schema, column: &str, file: &TableFile) -> Result<(
     } else {
         Err(Error::Usage(format!(
             "{}: column {column:?} is {}, not images; expected binary or the datasets Image struct {{bytes, path}} (name the image column with --image-column)",
+            file.path.display(),
+            field.data_type()
+        )))
+    }
+}
+
+fn check_label_type(schema: &Schema, column: &str, file: &TableFile) -> Result<()> {
+    let Ok(field) = schema.field_with_name(column) else {
+        return Ok(());
+    };
+    if field.data_type().is_integer() {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "{}: label column {column:?} is {}, not integers (class indices); name the label column with --label-column",
             file.path.display(),
             field.data_type()
         )))

@@ -202,6 +202,14 @@ def test_parquet_glob_hub_snapshot_and_save_to_disk_build_the_folder_records(pho
     assert built.manifest["classes"] == CLASSES  # the ClassLabel names of the huggingface metadata
     assert built.manifest["build"]["input_kind"] == "parquet"
     assert built.index()[17][4].endswith("/pq/train-00000-of-00002.parquet:row 17")
+    # Columns that are not there or not of their kind: one line naming the file, the columns and the fix.
+    for args, words in [
+        (["--image-column", "picture"], ["no image column \"picture\"", "image, label", "--image-column"]),
+        (["--label-column", "image"], ["not integers", "--label-column"]),
+        (["--image-column", "label"], ["not images", "--image-column"]),
+    ]:
+        proc = run_build(str(pq_dir / "train-*.parquet"), photos.root / "bad-columns", *args, check=False)
+        assert proc.returncode != 0 and all(w in proc.stderr for w in words), proc.stderr
     # A Hub snapshot (snapshot_download's layout): the directory itself.
     run_build(hub, photos.root / "hub-shards", "--size", SIZE)
     assert records_by_key(photos.root / "hub-shards", key) == expect(photos, photos.oracle)
