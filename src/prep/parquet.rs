@@ -78,7 +78,7 @@ impl Default for ParquetOptions {
 pub enum TableKind {
     /// Apache Parquet.
     Parquet,
-    /// An Arrow IPC stream (`save_to_disk`'s `.arrow` files).
+    /// An Arrow IPC stream (`save_to_disk`'s `.arrow` files) or IPC file.
     ArrowStream,
 }
 
@@ -277,10 +277,32 @@ fn open_schema(
             Ok((meta.schema().clone(), Some(meta), rows))
         }
         TableKind::ArrowStream => {
-            let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(f), None)
-                .map_err(|e| format!("not a readable Arrow IPC stream: {e}"))?;
-            Ok((reader.schema(), None, 0))
+            drop(f);
+            let (schema, _) = open_arrow(&file.path)?;
+            Ok((schema, None, 0))
         }
+    }
+}
+
+/// The record batches of an Arrow IPC file: the stream format (`save_to_disk`, the `datasets`
+/// cache) or the file format (magic `ARROW1`, what `pyarrow.ipc.new_file` writes).
+type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>>;
+
+fn open_arrow(path: &Path) -> std::result::Result<(Arc<Schema>, Batches), String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut magic = [0u8; 6];
+    let is_file_format = f.read_exact(&mut magic).is_ok() && &magic == b"ARROW1";
+    let f = fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let reader = BufReader::with_capacity(1 << 20, f);
+    if is_file_format {
+        let r = arrow_ipc::reader::FileReader::try_new(reader, None)
+            .map_err(|e| format!("not a readable Arrow IPC file: {e}"))?;
+        Ok((r.schema(), Box::new(r)))
+    } else {
+        let r = arrow_ipc::reader::StreamReader::try_new(reader, None)
+            .map_err(|e| format!("not a readable Arrow IPC stream: {e}"))?;
+        Ok((r.schema(), Box::new(r)))
     }
 }
 
@@ -557,13 +579,8 @@ fn read_arrow(file: &TableFile, columns: &Columns, emit: &mut dyn FnMut(Source) 
     let mut next = 0u64;
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         || -> std::result::Result<bool, String> {
-            let f = fs::File::open(&file.path).map_err(|e| format!("cannot open: {e}"))?;
-            let reader = arrow_ipc::reader::StreamReader::try_new(
-                BufReader::with_capacity(1 << 20, f),
-                None,
-            )
-            .map_err(|e| e.to_string())?;
-            for batch in reader {
+            let (_, batches) = open_arrow(&file.path)?;
+            for batch in batches {
                 let batch = batch.map_err(|e| e.to_string())?;
                 // Arrow batches may be large (save_to_disk writes up to 1000 rows): slices of them.
                 let mut offset = 0;

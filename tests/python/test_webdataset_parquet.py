@@ -240,6 +240,13 @@ def test_parquet_glob_hub_snapshot_and_save_to_disk_build_the_folder_records(pho
     got = records_by_key(photos.root / "saved-shards", row_key(COUNT))
     assert got == expect(photos, photos.oracle)
     assert Dataset(photos.root / "saved-shards").manifest["classes"] == CLASSES
+    # The Arrow IPC file format (pyarrow.ipc.new_file), with the same schema metadata.
+    ipc = require("pyarrow.ipc", "pyarrow writes the Arrow IPC file")
+    table = ds.data.table
+    with ipc.new_file(str(photos.root / "table.arrow"), table.schema) as w:
+        w.write_table(table, max_chunksize=10)
+    run_build(photos.root / "table.arrow", photos.root / "ipc-file-shards", "--size", SIZE)
+    assert records_by_key(photos.root / "ipc-file-shards", row_key(COUNT)) == expect(photos, photos.oracle)
 
 
 def test_python_build_shards_reads_tars_and_parquet(photos, shards):
