@@ -237,7 +237,7 @@ fn container_input(input: &Path) -> Result<Option<Container>> {
     } else {
         vec![input.to_path_buf()]
     };
-    let is_tar = |p: &PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tar"));
+    let is_tar = |p: &PathBuf| crate::prep::is_tar_name(&p.to_string_lossy());
     if paths.iter().all(is_tar) {
         let tars = paths.iter().map(|p| p.display().to_string()).collect();
         return Ok(Some(Container::Tars(tars)));
@@ -252,7 +252,7 @@ fn container_input(input: &Path) -> Result<Option<Container>> {
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         return Err(Error::Usage(format!(
-            "{text}: the pattern must name only WebDataset tars (.tar) or only parquet / Arrow files (.parquet, .arrow); it matches {odd}"
+            "{text}: the pattern must name only WebDataset tars (.tar, .tar.gz, .tgz) or only parquet / Arrow files (.parquet, .arrow); it matches {odd}"
         )));
     }
     Ok(None)

@@ -26,5 +26,6 @@ pub use parquet::{
 pub use pattern::{expand_braces, expand_local, is_pattern, is_url};
 pub use resize::{capped_dims, center_crop_offset, crop_rgb, resized_dims, ResizeCrop};
 pub use webdataset::{
-    discover_webdataset, split_member, LabelKey, WebDatasetOptions, IMAGE_EXTENSIONS,
+    discover_webdataset, is_gzipped, is_tar_name, split_member, LabelKey, WebDatasetOptions,
+    IMAGE_EXTENSIONS,
 };

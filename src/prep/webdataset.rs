@@ -1,5 +1,5 @@
-//! WebDataset input: tar shards (local paths or `http(s)://` URLs) read as a stream, one sample at
-//! a time, with bounded memory.
+//! WebDataset input: tar shards (`.tar`, or gzipped `.tar.gz` / `.tgz`; local paths or `http(s)://`
+//! URLs) read as a stream, one sample at a time, with bounded memory.
 //!
 //! Samples are grouped as webdataset groups them: consecutive members sharing a key, the key being
 //! the member path up to the first dot of its file name and the extension the rest, lower-cased
@@ -212,6 +212,34 @@ pub fn discover_webdataset(shards: Vec<String>, opts: WebDatasetOptions) -> Resu
 
 /// Opens a shard as a byte stream: a file, or the body of an HTTP GET.
 fn open_shard(shard: &str) -> std::result::Result<Box<dyn Read>, String> {
+    let raw = open_raw(shard)?;
+    Ok(if is_gzipped(shard) {
+        // `.tar.gz` / `.tgz`, as webdataset reads them; offsets are then in the uncompressed tar.
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            raw,
+        )))
+    } else {
+        raw
+    })
+}
+
+/// True for a `.tar.gz` / `.tgz` shard name (a URL's query string aside).
+pub fn is_gzipped(shard: &str) -> bool {
+    let path = shard
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(shard)
+        .to_ascii_lowercase();
+    path.ends_with(".tar.gz") || path.ends_with(".tgz")
+}
+
+/// True for a WebDataset shard name: `.tar`, `.tar.gz` or `.tgz`.
+pub fn is_tar_name(shard: &str) -> bool {
+    is_gzipped(shard) || shard.to_ascii_lowercase().ends_with(".tar")
+}
+
+fn open_raw(shard: &str) -> std::result::Result<Box<dyn Read>, String> {
     if is_url(shard) {
         // Timeouts to connect and for the response to start; the body (a whole shard) may take
         // as long as it takes, read as the build consumes it.
@@ -498,6 +526,14 @@ mod tests {
         );
         assert_eq!(split_member("README"), None);
         assert_eq!(split_member("d/.hidden"), None);
+    }
+
+    #[test]
+    fn tar_names_and_gzip_are_recognised() {
+        assert!(is_tar_name("a/shard-000001.tar") && !is_gzipped("a/shard-000001.tar"));
+        assert!(is_tar_name("s.TAR.GZ") && is_gzipped("s.TAR.GZ"));
+        assert!(is_gzipped("http://h/s.tgz?download=1"));
+        assert!(!is_tar_name("data.parquet") && !is_tar_name("list.txt"));
     }
 
     #[test]

@@ -74,7 +74,7 @@ def records_by_key(out, key_of):
 
 def tar_key(path):
     """`…/shard-000001.tar:sample0012.jpg` → `sample0012`."""
-    assert ".tar:" in path, path
+    assert ".tar:" in path or ".tar.gz:" in path, path
     return path.rsplit(":", 1)[1].split(".")[0]
 
 
@@ -84,11 +84,11 @@ def expect(photos, keys, classes=None):
     return {k: (photos.oracle[k][0], names[photos.oracle[k][0]], photos.oracle[k][2]) for k in keys}
 
 
-def write_shards(photos, dest, maxcount=10, json_label=False, replace=None):
+def write_shards(photos, dest, maxcount=10, json_label=False, replace=None, pattern="shard-%06d.tar"):
     """WebDataset shards of the photos, written by webdataset.ShardWriter."""
     wds = require("webdataset", "WebDataset shards are written by webdataset.ShardWriter")
     dest.mkdir(parents=True, exist_ok=True)
-    with wds.ShardWriter(str(dest / "shard-%06d.tar"), maxcount=maxcount, verbose=0) as sink:
+    with wds.ShardWriter(str(dest / pattern), maxcount=maxcount, verbose=0) as sink:
         for key, label, name, data in photos.samples:
             ext = name.split(".", 1)[1]
             sample = {"__key__": key, ext: (replace or {}).get(key, data)}
@@ -97,7 +97,7 @@ def write_shards(photos, dest, maxcount=10, json_label=False, replace=None):
             else:
                 sample["cls"] = label
             sink.write(sample)
-    return sorted(dest.glob("shard-*.tar"))
+    return sorted(dest.glob("shard-*.tar*"))
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,15 @@ def test_webdataset_brace_range_builds_the_folder_records(photos, shards):
     one = photos.root / "wds-shards-1"
     run_build(str(photos.root / "wds" / "shard-{000000..000003}.tar"), one, "--size", SIZE, "--threads", "1")
     assert Dataset(one).records == ds.records and Dataset(one).index() == ds.index()
+
+
+def test_gzipped_shards_as_shardwriter_writes_them(photos):
+    tars = write_shards(photos, photos.root / "wds-gz", maxcount=20, pattern="shard-%06d.tar.gz")
+    assert [t.name for t in tars] == ["shard-000000.tar.gz", "shard-000001.tar.gz"]
+    assert tars[0].read_bytes()[:2] == b"\x1f\x8b"  # the premise: gzip
+    out = photos.root / "wds-gz-shards"
+    run_build(str(photos.root / "wds-gz" / "shard-{000000..000001}.tar.gz"), out, "--size", SIZE)
+    assert records_by_key(out, tar_key) == expect(photos, photos.oracle, classes=["0", "1", "2"])
 
 
 def test_webdataset_glob_json_label_key_and_class_names(photos):
