@@ -14,10 +14,11 @@ uint8 NHWC. Loaders:
 - alexpipe, decode="crop" (crop-aware: DCT scale per sample + cropping region) and decode="exact"
   (full decode, the window cut out and resized);
 - torchvision.transforms.v2 on PIL images in a torch DataLoader (`--threads` worker processes);
-- DALI CPU (`fn.decoders.image_random_crop` → `fn.resize` → `fn.crop_mirror_normalize`), when
-  installed (benches/setup_peers.sh); otherwise its row says "not installed". FFCV's
-  `RandomResizedCropRGBImageDecoder` needs its own .beton files and is not run by this script yet:
-  its row says so.
+- DALI CPU (`fn.decoders.image_random_crop` → `fn.resize` → `fn.crop_mirror_normalize`) and FFCV
+  (`RandomResizedCropRGBImageDecoder` → `RandomHorizontalFlip` → `NormalizeImage`, from a .beton
+  its own writer made of the same photos: JPEG at quality 95, full size), when installed
+  (benches/setup_peers.sh: run this script with target/peers-venv/bin/python); otherwise their rows
+  say "not installed".
 
 Each loader is made once and runs one warm-up epoch, then `--rounds` timed epochs interleaved round by
 round (round r runs every loader once), so machine drift hits every loader alike; batches of 32, so
@@ -124,6 +125,38 @@ def dali_epoch(p, count):
     return n
 
 
+def ffcv_loader(images, layout, threads, beton):
+    import torch
+    import torchvision
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.fields.decoders import IntDecoder, RandomResizedCropRGBImageDecoder
+    from ffcv.loader import Loader, OrderOption
+    from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, ToTensor, ToTorchImage
+    from ffcv.writer import DatasetWriter
+
+    if not beton.exists():
+        folder = torchvision.datasets.ImageFolder(str(images))
+        writer = DatasetWriter(str(beton), {"image": RGBImageField(write_mode="jpg", jpeg_quality=95),
+                                            "label": IntField()}, num_workers=threads)
+        writer.from_indexed_dataset(folder)
+    pipeline = [RandomResizedCropRGBImageDecoder((224, 224)), RandomHorizontalFlip()]
+    if layout == "f32_nchw":
+        # Jitted ops before the torch conversions (FFCV 1.0.2's compiler needs that order).
+        pipeline += [NormalizeImage(np.array(MEAN) * 255, np.array(STD) * 255, np.float32), ToTensor(), ToTorchImage()]
+    else:
+        pipeline += [ToTensor()]
+    del torch
+    return Loader(str(beton), batch_size=BATCH, num_workers=threads, order=OrderOption.RANDOM, drop_last=True,
+                  pipelines={"image": pipeline, "label": [IntDecoder(), ToTensor()]})
+
+
+def ffcv_epoch(loader):
+    n = 0
+    for images, _ in loader:
+        n += images.shape[0]
+    return n
+
+
 def available(module):
     try:
         __import__(module)
@@ -171,7 +204,11 @@ def main():
                 loaders["DALI CPU"] = lambda e: dali_epoch(dp, count)
             else:
                 missing.append("DALI CPU")
-            missing.append("FFCV")
+            if available("ffcv"):
+                fl = ffcv_loader(images, layout, args.threads, base / f"ffcv-{short[0]}.beton")
+                loaders["FFCV"] = lambda e: ffcv_epoch(fl)
+            else:
+                missing.append("FFCV")
             for run in loaders.values():  # warm-up: page cache, worker start, pools
                 run(0)
             for r in range(args.rounds):
@@ -185,8 +222,7 @@ def main():
             for key, rates in runs.items():
                 print(f"| {key} | {statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} |")
             for key in missing:
-                why = "not run by this script yet (needs a .beton)" if key == "FFCV" else "not installed (benches/setup_peers.sh)"
-                print(f"| {key} | {why} | |")
+                print(f"| {key} | not installed (benches/setup_peers.sh) | |")
             ours = max(statistics.median(runs[k]) for k in runs if k.startswith("alexpipe"))
             peers = {k: statistics.median(v) for k, v in runs.items() if not k.startswith("alexpipe")}
             best = max(peers, key=peers.get)

@@ -1145,6 +1145,98 @@ mod tests {
         }
     }
 
+    /// Original-mode records in memory: real JPEGs, one of them cut short.
+    struct JpegSource {
+        info: DatasetInfo,
+        location: PathBuf,
+        records: Vec<Vec<u8>>,
+    }
+
+    impl RecordSource for JpegSource {
+        fn info(&self) -> &DatasetInfo {
+            &self.info
+        }
+        fn location(&self) -> &Path {
+            &self.location
+        }
+        fn label(&self, index: usize) -> Result<u32> {
+            self.check_index(index)?;
+            Ok(0)
+        }
+        fn read_record(&self, index: usize, buf: &mut Vec<u8>) -> Result<u32> {
+            self.check_index(index)?;
+            buf.clone_from(&self.records[index]);
+            Ok(0)
+        }
+        fn read_pixels(&self, index: usize, _: &mut ResizeCrop, _: &mut [u8]) -> Result<u32> {
+            self.label(index)
+        }
+        fn verify(&self) -> Result<u64> {
+            Ok(self.records.len() as u64)
+        }
+        fn provenance(&self) -> Result<String> {
+            Ok(String::new())
+        }
+    }
+
+    #[test]
+    fn a_record_whose_window_decode_fails_midway_is_an_error_naming_it() {
+        let (w, h) = (320usize, 240usize);
+        let pixels: Vec<u8> = (0..w * h * 3).map(|i| ((i * 37) % 251) as u8).collect();
+        let mut c = turbojpeg::Compressor::new().expect("compressor");
+        c.set_quality(90).expect("quality");
+        let jpeg = c
+            .compress_to_vec(turbojpeg::Image {
+                pixels: &pixels[..],
+                width: w,
+                pitch: w * 3,
+                height: h,
+                format: turbojpeg::PixelFormat::RGB,
+            })
+            .expect("encode");
+        // The second record loses its last third: every window reaching into it must fail.
+        let cut = jpeg[..jpeg.len() * 2 / 3].to_vec();
+        let (memory, stats) = PanickingSource::new(2, usize::MAX);
+        let mut info = memory.info;
+        info.mode = Mode::Original;
+        info.build.max_pixels = crate::prep::DEFAULT_MAX_PIXELS;
+        let source = JpegSource {
+            info,
+            location: PathBuf::from("memory-jpegs"),
+            records: vec![jpeg, cut],
+        };
+        let dataset = Arc::new(Dataset::from_source(Box::new(source), Some(stats)));
+        for decode in [
+            crate::augment::DecodeMode::Exact,
+            crate::augment::DecodeMode::CropAware,
+        ] {
+            let config = LoaderConfig {
+                batch_size: 1,
+                crop: 64,
+                shuffle: false,
+                train: false, // the centre crop: it reaches the lost rows
+                recipe: Recipe::RandomResizedCrop {
+                    crop: crate::augment::RandomResizedCrop::default(),
+                    decode,
+                },
+                ..LoaderConfig::rrc()
+            };
+            let results: Vec<Result<Batch>> = Loader::new(dataset.clone(), config)
+                .expect("loader")
+                .iter()
+                .collect();
+            assert_eq!(results.len(), 2);
+            assert!(results[0].is_ok(), "{decode:?}: {:?}", results[0]);
+            match &results[1] {
+                Err(Error::Format { path, msg }) => {
+                    assert_eq!(path, Path::new("memory-jpegs"));
+                    assert!(msg.contains("record 1") && msg.contains("corrupt"), "{msg}");
+                }
+                other => panic!("{decode:?}: expected a format error, got {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn an_out_of_range_record_is_its_own_kind() {
         let (source, stats) = PanickingSource::new(3, usize::MAX);

@@ -81,7 +81,7 @@ const FILTER_MARGIN: u32 = 2;
 /// Decodes the part of a JPEG that `window` (left, top, width, height in the image's full-size
 /// pixels; fractional allowed) needs for an
 /// `out`×`out` output: the DCT scale of [`window_eighths`], and only the window's rows and iMCU
-/// columns (plus [`FILTER_MARGIN`]). Lossless JPEGs, and any whose chroma layout libjpeg-turbo
+/// columns (plus a 2-pixel margin for the filter). Lossless JPEGs, and any whose chroma layout libjpeg-turbo
 /// cannot crop, decode whole at that scale instead. A decode that loses data midway (a
 /// truncated or damaged file) is an error, as in [`decode_rgb`](super::decode_rgb).
 pub fn decode_jpeg_window(
