@@ -390,7 +390,10 @@ def write_report(args, threads, results, build_rates, pil_rates):
         "(NormalizeImage) do crop, mirror and per-channel mean/std only, no lighting and no mean image; FFCV's "
         "NCHW batch is a view of a channels-last buffer (ToTorchImage), not a contiguous NCHW copy. The rows "
         "marked \"peers' work\" are alexpipe configured to do only what DALI and FFCV do (channel "
-        "normalisation, no lighting): compare those with DALI and FFCV. The raw u8 group is crop and mirror "
+        "normalisation, no lighting): compare those with DALI and FFCV. The DALI rows marked \"alexpipe's "
+        "work\" are DALI doing alexpipe's default work with its own ops (crop and mirror of the image and of "
+        "the mean image at the same position, PCA lighting through coord_transform, the mean image "
+        "subtracted, CHW): compare those with alexpipe's default rows. The raw u8 group is crop and mirror "
         "for every loader.",
         "",
         f"Machine: {machine()}.",
@@ -436,7 +439,8 @@ def chart(results, path, threads):
 
     rows = [(f"{g}: {n}", statistics.median(r)) for g, n, r, _, _ in results if r and g != "scaling"]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1))
-    colors = ["#d62728" if "alexpipe" in n else "#7f7f7f" for n, _ in rows]
+    # alexpipe's own rows in red; a peer's rows grey, also those doing alexpipe's work.
+    colors = ["#d62728" if n.split(": ", 1)[1].startswith("alexpipe") else "#7f7f7f" for n, _ in rows]
     ax.barh([n for n, _ in rows][::-1], [v for _, v in rows][::-1], color=colors[::-1])
     ax.set_xlabel("images/s (higher is better)")
     ax.set_title(f"Training batches, {threads} threads per loader")
