@@ -87,6 +87,19 @@ fn ours(files: &[PathBuf], threads: usize, draft: bool) -> f64 {
     files.len() as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Images/s of the whole build (`alexpipe::build`: discover, read, decode, resize, crop, statistics,
+/// raw shards written and synced) of the corpus folder, with `threads` workers.
+fn build_all(dir: &Path, threads: usize, files: usize) -> f64 {
+    let out = root().join("target").join("build-path-out");
+    let mut cfg = alexpipe::BuildConfig::new(dir, &out);
+    cfg.threads = Some(threads);
+    let t = Instant::now();
+    alexpipe::build(&cfg, &|_| {}).expect("the corpus builds");
+    let rate = files as f64 / t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&out);
+    rate
+}
+
 fn pil(list: &Path, procs: usize, flags: &[&str]) -> f64 {
     let out = Command::new(python())
         .arg(root().join("benches/pil_build.py"))
@@ -158,15 +171,27 @@ fn main() {
             );
             &[false]
         };
+        let mut end_to_end = None;
         for &draft in drafts {
             for &threads in &thread_counts {
-                let (mut a, mut p, mut d) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut a, mut p, mut d, mut e) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let whole = !draft && threads == cores;
                 for _ in 0..reps {
                     a.push(ours(&files, threads, draft));
                     p.push(pil(&list, threads, if draft { &["--draft"] } else { &[] }));
                     if !draft {
                         d.push(pil(&list, threads, &["--decode-only"]));
                     }
+                    if whole {
+                        e.push(build_all(
+                            &root().join("target").join(&dir),
+                            threads,
+                            files.len(),
+                        ));
+                    }
+                }
+                if whole {
+                    end_to_end = Some((median(e), median(d.clone()), threads));
                 }
                 let (a, p) = (median(a), median(p));
                 let decode = if d.is_empty() {
@@ -184,6 +209,13 @@ fn main() {
                     decode
                 );
             }
+        }
+        if let Some((e, d, threads)) = end_to_end {
+            println!(
+                "end to end, `alexpipe build` (files -> raw shards + statistics, synced), {threads} threads: {} images/s = {:.0}% of PIL decode alone",
+                range(e),
+                100.0 * e.0 / d.0
+            );
         }
     }
 }
