@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 # With the HDF5 feature (what the tests below use), and the library without it (it must not need libhdf5).
-cargo clippy --workspace --all-targets --features alexpipe/hdf5,alexpipe-python/hdf5 -- -D warnings
-cargo clippy -p alexpipe --all-targets -- -D warnings
+# In the release profile, like everything below: the C and C++ that build scripts compile (libjpeg-turbo,
+# the libtorch shim, zstd, ring) is then built once for the whole run, not once per profile.
+cargo clippy --release --workspace --all-targets --features alexpipe/hdf5,alexpipe-python/hdf5 -- -D warnings
+cargo clippy --release -p alexpipe --all-targets -- -D warnings
 # Every public item documented (#![deny(missing_docs)]) and the docs build without a warning.
 RUSTDOCFLAGS="-D warnings" cargo doc --release --no-deps --workspace --features alexpipe/hdf5,alexpipe-python/hdf5
 # Release: one optimised build serves the Rust tests, the binaries the Python tests run and the
