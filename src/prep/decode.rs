@@ -395,6 +395,28 @@ pub(super) fn decompress_into(
     Ok(())
 }
 
+/// [`decompress_into`] a new `width`×`height` buffer (the scaled image, or the cropping region set
+/// on `tj`), CMYK converted to RGB as Pillow does.
+pub(super) fn decompress_rgb(
+    tj: &TjDecompressor,
+    bytes: &[u8],
+    header: &JpegHeader,
+    width: u32,
+    height: u32,
+) -> Result<RgbImage, RejectReason> {
+    let channels = if header.cmyk { 4 } else { 3 };
+    let mut pixels = vec![0u8; width as usize * height as usize * channels];
+    decompress_into(tj, bytes, header, &mut pixels, width as usize * channels)?;
+    if header.cmyk {
+        pixels = cmyk_to_rgb(&pixels);
+    }
+    Ok(RgbImage {
+        width,
+        height,
+        pixels,
+    })
+}
+
 /// Sets the DCT scaling factor `num`/`denom` for the next decompression on `tj`.
 pub(super) fn set_scale(tj: &TjDecompressor, num: u32, denom: u32) -> Result<(), RejectReason> {
     let factor = raw::tjscalingfactor {
@@ -425,17 +447,7 @@ fn decode_jpeg_with(
     // TJSCALED: ceil(dim * num / denom).
     let out_w = header.width.div_ceil(denom);
     let out_h = header.height.div_ceil(denom);
-    let channels = if header.cmyk { 4 } else { 3 };
-    let mut pixels = vec![0u8; out_w as usize * out_h as usize * channels];
-    decompress_into(tj, bytes, &header, &mut pixels, out_w as usize * channels)?;
-    if header.cmyk {
-        pixels = cmyk_to_rgb(&pixels);
-    }
-    Ok(RgbImage {
-        width: out_w,
-        height: out_h,
-        pixels,
-    })
+    decompress_rgb(tj, bytes, &header, out_w, out_h)
 }
 
 /// Pillow's `(a * b + 128) / 255`, rounded the way its `MULDIV255` macro does.

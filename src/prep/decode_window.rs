@@ -14,9 +14,9 @@ use std::io::Cursor;
 use turbojpeg::raw;
 
 use super::decode::{
-    check_dims, decompress_into, read_jpeg_header, set_scale, with_decompressor, CInt,
+    check_dims, decompress_rgb, read_jpeg_header, set_scale, with_decompressor, CInt,
 };
-use super::{cmyk_to_rgb, is_jpeg, DecodeOptions, RejectReason, RgbImage};
+use super::{is_jpeg, DecodeOptions, RejectReason, RgbImage};
 
 /// A crop window in an image's own pixels: left, top, width, height.
 pub type Window = (u32, u32, u32, u32);
@@ -156,18 +156,8 @@ pub fn decode_jpeg_window(
                 "JPEG cropping region: {msg}"
             )));
         }
-        let channels = if header.cmyk { 4 } else { 3 };
-        let mut pixels = vec![0u8; rw as usize * rh as usize * channels];
-        decompress_into(tj, bytes, &header, &mut pixels, rw as usize * channels)?;
-        if header.cmyk {
-            pixels = cmyk_to_rgb(&pixels);
-        }
         Ok(ScaledRegion {
-            image: RgbImage {
-                width: rw,
-                height: rh,
-                pixels,
-            },
+            image: decompress_rgb(tj, bytes, &header, rw, rh)?,
             window: [
                 wx0 - left as f64,
                 wy0 - ry as f64,
