@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# GPU check of the trainer (issue: data-wait ≤ 2 % of step time), for a Linux x86-64 machine with an
-# NVIDIA GPU and PyTorch 2.11 installed, but no Rust toolchain and no network. Build beforehand on
-# the CPU machine (`cargo build --release --bins`) and copy target/release/{train,build-shards} and
-# this script; then run it from the repository root:
+# GPU check of the trainer: for the full-size AlexNet (batch 128) and each of f32/u8 upload ×
+# f32/bf16 arithmetic, images/s of the step alone (one synthetic batch resident on the device: no
+# engine, no upload), images/s end to end (engine → upload → step) and the data-wait %, as one
+# table. Goal: data wait ≤ 2 % and end to end ≥ 95 % of the step alone.
 #
-#   scripts/gpu-check.sh [STEPS_PER_EPOCH] [EPOCHS]      (defaults 32 and 4: 128 steps of 128 images)
+# For a Linux x86-64 machine with an NVIDIA GPU and PyTorch 2.11 installed, but no Rust toolchain
+# and no network. On the build machine:
+#
+#   scripts/gpu-check.sh pack          # → target/gpu-check/bin/{train,build-shards}, debug info stripped
+#
+# (the release `train` carries line tables, > 100 MB; stripped it fits a 64 MiB carry), then copy
+# target/gpu-check and this script, and on the GPU machine, from the repository root:
+#
+#   ALEXPIPE_BIN=target/gpu-check/bin scripts/gpu-check.sh [STEPS_PER_EPOCH]   (default 32)
 #
 # It writes synthetic raw shards (random 256×256 images in 10 classes, generated in pure Python),
-# trains the full-size AlexNet on CUDA with the engine on all cores, and prints each epoch's
-# images/s and data-wait % (time the loop waited for the engine). Epoch 1 includes cuDNN's
-# autotuning; read the later ones.
+# then, per row, `train --step-alone`, and two epochs of `train` whose second epoch (after cuDNN's
+# autotuning) gives the end-to-end figures. A few minutes on an H100-class GPU with 16 cores.
+# A dry run of the script itself on a CPU (tiny network, a few steps):
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_BATCH=8 GPU_CHECK_TRAIN_ARGS="--width 0.125 --crop 64" scripts/gpu-check.sh 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = pack ]; then
+  cargo build --release --bin train --bin build-shards
+  mkdir -p target/gpu-check/bin
+  for b in train build-shards; do
+    objcopy --strip-debug "target/release/$b" "target/gpu-check/bin/$b"
+  done
+  du -sh target/gpu-check
+  exit 0
+fi
+
 steps=${1:-32}
-epochs=${2:-4}
+device=${GPU_CHECK_DEVICE:-cuda}
+batch=${GPU_CHECK_BATCH:-128}
+read -r -a extra <<< "${GPU_CHECK_TRAIN_ARGS:-}"
 bin=${ALEXPIPE_BIN:-target/release}
 work=${GPU_CHECK_DIR:-${OUT:-/tmp}/gpu-check}
 python=${PYTHON:-python3}
@@ -27,7 +49,7 @@ echo "cores: $(nproc)"
 
 mkdir -p "$work"
 # Random images as binary PPM (P6): no imaging library needed on this machine.
-"$python" - "$work" "$((steps * 128))" <<'PY'
+"$python" - "$work" "$((steps * batch))" <<'PY'
 import os, sys
 work, n = sys.argv[1], int(sys.argv[2])
 for split, count in (("train", n), ("val", 256)):
@@ -43,18 +65,30 @@ for split in train val; do
   [ -f "$work/$split-shards/manifest.json" ] || "$bin/build-shards" "$work/$split" "$work/$split-shards" --quiet
 done
 
-rm -rf "$work/run"
-"$bin/train" --train "$work/train-shards" --val "$work/val-shards" --out "$work/run" \
-  --device cuda --epochs "$epochs" --batch-size 128 --quiet
-echo "per epoch (images/s, data-wait %):"
-"$python" - "$work/run/metrics.jsonl" <<'PY'
+common=(--train "$work/train-shards" --device "$device" --batch-size "$batch" --quiet "${extra[@]}")
+table="$work/table.tsv"
+: > "$table"
+for precision in f32 bf16; do
+  alone=$("$bin/train" "${common[@]}" --precision "$precision" --step-alone 40 | sed -n 's/^step alone: \([0-9]*\) .*/\1/p')
+  for upload in f32 u8; do
+    run="$work/run-$upload-$precision"
+    rm -rf "$run"
+    "$bin/train" "${common[@]}" --val "$work/val-shards" --out "$run" --epochs 2 \
+      --upload "$upload" --precision "$precision"
+    printf '%s\t%s\t%s\t%s\n' "$upload" "$precision" "$alone" "$run/metrics.jsonl" >> "$table"
+  done
+done
+
+"$python" - "$table" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-for r in rows:
-    print(f"  epoch {r['epoch']}: {r['images_per_s']:.0f} img/s, data wait {r['data_wait_pct']:.2f} %, "
-          f"train {r['train_s']:.1f} s")
-later = rows[1:] or rows
-wait = sum(r["data_wait_pct"] * r["train_s"] for r in later) / sum(r["train_s"] for r in later)
-speed = sum(r["images_per_s"] * r["train_s"] for r in later) / sum(r["train_s"] for r in later)
-print(f"after epoch 1: {speed:.0f} img/s, data wait {wait:.2f} % (goal ≤ 2 %)")
+print()
+print("| upload | precision | step alone, img/s | end to end, img/s | end to end / step alone | data wait |")
+print("|---|---|---|---|---|---|")
+for line in open(sys.argv[1]):
+    upload, precision, alone, metrics = line.rstrip("\n").split("\t")
+    last = [json.loads(l) for l in open(metrics)][-1]   # epoch 2: after cuDNN's autotuning
+    e2e, wait = last["images_per_s"], last["data_wait_pct"]
+    print(f"| {upload} | {precision} | {float(alone):,.0f} | {e2e:,.0f} | {100 * e2e / float(alone):.0f} % | {wait:.2f} % |")
+print()
+print("goal: data wait ≤ 2 % and end to end ≥ 95 % of the step alone")
 PY

@@ -49,7 +49,9 @@ pub use build::{build, recompute_stats, BuildConfig, BuildSummary, OutputFormat}
 pub use dataset::Dataset;
 pub use error::{Error, Result};
 pub use hdf5::H5Keys;
-pub use loader::{Batch, Eigenbasis, Epoch, Layout, Loader, LoaderConfig, MeanMode, Next};
+pub use loader::{
+    Batch, Eigenbasis, Epoch, Layout, Loader, LoaderConfig, MeanMode, Next, Normalization,
+};
 pub use source::{DatasetInfo, Mode};
 pub use state::LoaderState;
 pub use stats::Stats;

@@ -131,6 +131,34 @@ impl Eigenbasis {
     }
 }
 
+/// What a loader's f32 output applies after the crop and mirror ([`Loader::normalization`]): the
+/// f32 value of a pixel `px` (u8, after crop and mirror) of a sample with lighting shift
+/// `δ = lighting_delta(eigvecs, axis_std, α)` is `px − m + δ` with `m` the mean image at the
+/// pixel's source position (`MeanMode::Image`), or `px · (1/σ) + (δ − μ) · (1/σ)` per channel
+/// (`Channel`, `ImageNet`).
+#[derive(Debug, Clone, Copy)]
+pub struct Normalization<'a> {
+    /// Which normalisation.
+    pub mean: MeanMode,
+    /// The training set's mean image, `size`×`size`×3 HWC, levels.
+    pub mean_image: &'a [f32],
+    /// Side of the stored images (and of the mean image).
+    pub size: u32,
+    /// Channel means (levels) for `Channel` and `ImageNet`.
+    pub channel_mean: [f32; 3],
+    /// Channel standard deviations (levels) for `Channel` and `ImageNet`.
+    pub channel_std: [f32; 3],
+    /// The lighting axes.
+    pub eigenbasis: Eigenbasis,
+}
+
+impl Normalization<'_> {
+    /// The RGB shift PCA lighting adds to every pixel of a sample drawn with `alpha` (§4.1).
+    pub fn lighting_delta(&self, alpha: [f32; 3]) -> [f32; 3] {
+        lighting_delta(&self.eigenbasis.eigvecs, &self.eigenbasis.axis_std, alpha)
+    }
+}
+
 /// Largest output side RandomResizedCrop resizes to.
 pub const MAX_OUTPUT_SIDE: u32 = 8192;
 
@@ -440,6 +468,21 @@ impl Loader {
     /// The configuration.
     pub fn config(&self) -> &LoaderConfig {
         &self.config
+    }
+
+    /// What this loader's f32 layout applies after the crop and the mirror — the lighting axes,
+    /// the mean image or the channel constants — so that u8 batches ([`Layout::U8Nhwc`], whose
+    /// [`Batch::params`] hold each sample's drawn position, mirror and α) can be finished
+    /// elsewhere (on a GPU) into the same values.
+    pub fn normalization(&self) -> Normalization<'_> {
+        Normalization {
+            mean: self.config.mean,
+            mean_image: &self.mean_image,
+            size: self.dataset.size(),
+            channel_mean: self.channel.0,
+            channel_std: self.channel.1,
+            eigenbasis: self.eigenbasis,
+        }
     }
 
     /// Sets the epoch of the next [`Loader::iter`] (its order and augmentations), as PyTorch's

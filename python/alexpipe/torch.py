@@ -44,10 +44,20 @@ class TorchLoader:
     """Wraps :class:`alexpipe.Loader` (same arguments, ``mean=`` included: see the module's
     docs for which normalisation a model expects) and yields ``(images, labels)`` tensors."""
 
-    def __init__(self, source, *, device: Optional[str] = None, pin_memory: bool = False, **loader_args):
+    def __init__(self, source, *, device: Optional[str] = None, pin_memory: bool = False,
+                 upload: str = "f32", channels_last: bool = False, **loader_args):
+        if upload not in ("f32", "u8"):
+            raise ValueError(f'upload={upload!r}: use "f32" (the engine\'s finished batches) or "u8" '
+                             '(crop and mirror on the CPU, the rest on the device)')
+        if upload == "u8":
+            if loader_args.get("layout", "u8_nhwc") != "u8_nhwc":
+                raise ValueError('upload="u8" sets layout="u8_nhwc" itself: leave layout out')
+            loader_args = {**loader_args, "layout": "u8_nhwc", "debug": True}
         self.loader = Loader(source, **loader_args)
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = pin_memory
+        self.channels_last = channels_last
+        self._finish = _DeviceFinish(self.loader, self.device or torch.device("cpu")) if upload == "u8" else None
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -65,7 +75,7 @@ class TorchLoader:
         self.loader.load_state_dict(state_dict)
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels, *_ in self.loader:
+        for images, labels, *info in self.loader:
             x = torch.from_numpy(images)
             y = torch.from_numpy(labels)
             if self.pin_memory:
@@ -73,4 +83,53 @@ class TorchLoader:
             if self.device is not None:
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
+            if self._finish is not None:
+                x = self._finish(x, info[0])
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
+
+
+class _DeviceFinish:
+    """The end of the engine's f32 path as torch ops on the batch's device (``upload="u8"``): PCA
+    lighting, mean subtraction (the mean image cropped and mirrored with each patch, or channel
+    mean/std) and NHWC → NCHW, with the per-sample parameters the engine drew, in the engine's
+    order of operations, so the result equals the f32 layout's within float rounding."""
+
+    def __init__(self, loader, device: torch.device):
+        n = loader.normalization()
+        self.device = device
+        self.eigvecs = n["eigvecs"]
+        self.axis_std = n["axis_std"]
+        # The paper's recipe reads patches of the stored image, so its mean image follows them;
+        # RandomResizedCrop's u8 output is the finished window (mirror included), channel-normalised.
+        self.mean_image = None
+        if n["mean"] == "image":
+            if n["recipe"] != "paper":
+                raise ValueError('upload="u8" with recipe="rrc" normalises by channel: use mean="imagenet" or "channel"')
+            self.mean_image = torch.from_numpy(n["mean_image"]).to(device)
+        std = torch.from_numpy(n["channel_std"]).to(device)
+        self.inv_std = (1.0 / std).view(1, 1, 1, 3)
+        self.channel_mean = torch.from_numpy(n["channel_mean"]).to(device).view(1, 1, 1, 3)
+
+    def __call__(self, images: torch.Tensor, params: Dict[str, Any]) -> torch.Tensor:
+        import numpy as np
+
+        # δ = eigvecs · (α ⊙ axis_std) per sample, in float64 then float32 as the engine does.
+        alpha = params["alpha"].astype(np.float64)
+        delta = ((alpha * self.axis_std) @ self.eigvecs.T).astype(np.float32)
+        delta = torch.from_numpy(delta).to(images.device).view(-1, 1, 1, 3)
+        x = images.to(torch.float32)
+        if self.mean_image is not None:
+            crop = images.shape[1]
+            steps = torch.arange(crop, device=images.device)
+            xs = torch.from_numpy(params["x"]).to(images.device).view(-1, 1)
+            ys = torch.from_numpy(params["y"]).to(images.device).view(-1, 1)
+            flip = torch.from_numpy(params["flip"].astype(np.int64)).to(images.device).view(-1, 1)
+            columns = xs + steps + flip * (crop - 1 - 2 * steps)
+            rows = ys + steps
+            patch = self.mean_image[rows[:, :, None], columns[:, None, :]]
+            x = (x - patch) + delta
+        else:
+            x = x * self.inv_std + (delta - self.channel_mean) * self.inv_std
+        return x.permute(0, 3, 1, 2).contiguous()

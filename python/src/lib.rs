@@ -544,6 +544,33 @@ impl Loader {
         self.inner.epoch()
     }
 
+    /// What the f32 layout applies after the crop and the mirror, so that u8 batches
+    /// (`layout="u8_nhwc"`, `debug=True` for each sample's x, y, flip and alpha) can be finished
+    /// elsewhere into the same values, as `alexpipe.torch.TorchLoader(upload="u8")` does on the
+    /// GPU: a dict with `mean` ("image", "channel" or "imagenet"), `recipe`, `mean_image` (size×size×3
+    /// float32, levels), `channel_mean` and `channel_std` (float32[3], levels), `eigvecs`
+    /// (float64 3×3, the lighting axes as columns) and `axis_std` (float64[3]).
+    fn normalization<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.inner.normalization();
+        let d = PyDict::new(py);
+        let mean = match n.mean {
+            alexpipe::MeanMode::Image => "image",
+            alexpipe::MeanMode::Channel => "channel",
+            alexpipe::MeanMode::ImageNet => "imagenet",
+        };
+        d.set_item("mean", mean)?;
+        d.set_item("recipe", self.inner.config().recipe.name())?;
+        let side = n.size as usize;
+        let mean_image = PyArray1::from_slice(py, n.mean_image).reshape([side, side, 3])?;
+        d.set_item("mean_image", mean_image)?;
+        d.set_item("channel_mean", PyArray1::from_slice(py, &n.channel_mean))?;
+        d.set_item("channel_std", PyArray1::from_slice(py, &n.channel_std))?;
+        let rows: Vec<Vec<f64>> = n.eigenbasis.eigvecs.iter().map(|r| r.to_vec()).collect();
+        d.set_item("eigvecs", PyArray2::from_vec2(py, &rows)?)?;
+        d.set_item("axis_std", PyArray1::from_slice(py, &n.eigenbasis.axis_std))?;
+        Ok(d)
+    }
+
     /// The dataset being read.
     #[getter]
     fn dataset(&self) -> Dataset {

@@ -118,6 +118,9 @@ pub struct TrainState {
     /// Checkpoints written before this field resume from `step` alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loader: Option<alexpipe::LoaderState>,
+    /// fp16's loss scale (`--precision fp16`), so a resumed run scales as it would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::precision::LossScaler>,
 }
 
 /// What a checkpoint restores.

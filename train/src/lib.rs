@@ -6,7 +6,9 @@
 //! - [`schedule`] (§5): the learning-rate schedule, a pure function of the validation error.
 //! - [`train`] (§5, §6): the [`Trainer`]'s epoch (train, validate — centre or 10 patches — and
 //!   end of epoch), checkpoints and resume.
-//! - [`feed`]: batches from the engine to the device, overlapped with the running step.
+//! - [`feed`]: batches from the engine to the device, overlapped with the running step;
+//!   [`finish`]: with `--upload u8`, lighting, mean subtraction and layout on the device.
+//! - [`precision`]: `--precision bf16|fp16|f32` (mixed precision, fp16's loss scaling).
 //! - [`metrics`], [`checkpoint`], [`run_dir`]: what a run writes, and where.
 //! - [`device`]: `--device auto|cpu|cuda`.
 //! - [`pictures`] (§6.1): the conv1 kernels (Figure 3), fc7 nearest neighbours (Figure 4) and the
@@ -20,9 +22,11 @@
 pub mod checkpoint;
 pub mod device;
 pub mod feed;
+pub mod finish;
 pub mod metrics;
 pub mod model;
 pub mod pictures;
+pub mod precision;
 pub mod recipe;
 pub mod run_dir;
 pub mod schedule;

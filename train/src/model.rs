@@ -12,7 +12,9 @@
 //! leaves a 1×1 map after the last pooling is 63.
 
 use tch::nn::{self, Module};
-use tch::Tensor;
+use tch::{Kind, Tensor};
+
+use crate::precision::Precision;
 
 /// conv1's zero padding (see the module documentation).
 const CONV1_PADDING: i64 = 2;
@@ -166,11 +168,11 @@ fn pool(x: &Tensor) -> Tensor {
 #[derive(Debug)]
 pub struct AlexNet {
     config: AlexNetConfig,
-    conv1: nn::Conv2D,
-    conv2: nn::Conv2D,
-    conv3: nn::Conv2D,
-    conv4: nn::Conv2D,
-    conv5: nn::Conv2D,
+    conv1: Conv,
+    conv2: Conv,
+    conv3: Conv,
+    conv4: Conv,
+    conv5: Conv,
     fc6: nn::Linear,
     fc7: nn::Linear,
     fc8: nn::Linear,
@@ -215,7 +217,12 @@ impl AlexNet {
                 bs_init: bias,
                 ..Default::default()
             };
-            nn::conv2d(vs / name, i, o, k, c)
+            Conv {
+                layer: nn::conv2d(vs / name, i, o, k, c),
+                stride,
+                padding,
+                groups,
+            }
         };
         let linear = |name: &str, i: i64, o: i64, bias| {
             let c = nn::LinearConfig {
@@ -253,29 +260,108 @@ impl AlexNet {
 
     /// The conv1 kernels, `[96, 3, 11, 11]` (paper Figure 3; the first half is the first column).
     pub fn conv1_weight(&self) -> &Tensor {
-        &self.conv1.ws
+        &self.conv1.layer.ws
     }
 
     /// The last hidden layer (fc7 after its ReLU, `[N, 4096]`): the features whose Euclidean
     /// distances the paper's Figure 4 compares. Dropout applies only when `train`.
     pub fn features_t(&self, images: &Tensor, train: bool) -> Tensor {
-        let p = self.config.dropout;
-        let x = self.conv1.forward(images).relu();
-        let x = pool(&lrn(&x));
-        let x = self.conv2.forward(&x).relu();
-        let x = pool(&lrn(&x));
-        let x = self.conv3.forward(&x).relu();
-        let x = self.conv4.forward(&x).relu();
-        let x = pool(&self.conv5.forward(&x).relu());
-        let x = self.fc6.forward(&x.flatten(1, -1)).relu().dropout(p, train);
-        self.fc7.forward(&x).relu()
+        self.features_in(images, train, Precision::F32)
     }
 
     /// Class scores (before the softmax), `[N, classes]`.
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+        self.forward_in(images, train, Precision::F32)
+    }
+
+    /// Class scores in f32 computed at `precision`: with bf16 or fp16 the convolutions and
+    /// matrix products run in that type from the f32 master weights (cast on the way, so their
+    /// gradients reach the f32 weights), LRN's sums of squares and the scores in f32 — what
+    /// PyTorch's autocast does. [`Precision::F32`] is the paper's f32 network exactly.
+    pub fn forward_in(&self, images: &Tensor, train: bool, precision: Precision) -> Tensor {
         let p = self.config.dropout;
-        self.fc8
-            .forward(&self.features_t(images, train).dropout(p, train))
+        let x = self.features_in(images, train, precision).dropout(p, train);
+        linear_in(&self.fc8, &x, precision).to_kind(Kind::Float)
+    }
+
+    fn features_in(&self, images: &Tensor, train: bool, precision: Precision) -> Tensor {
+        let p = self.config.dropout;
+        let lrn = |x: &Tensor| match precision.compute_kind() {
+            Kind::Float => lrn(x),
+            kind => lrn(&x.to_kind(Kind::Float)).to_kind(kind),
+        };
+        let x = conv_in(&self.conv1, images, precision).relu();
+        let x = pool(&lrn(&x));
+        let x = conv_in(&self.conv2, &x, precision).relu();
+        let x = pool(&lrn(&x));
+        let x = conv_in(&self.conv3, &x, precision).relu();
+        let x = conv_in(&self.conv4, &x, precision).relu();
+        let x = pool(&conv_in(&self.conv5, &x, precision).relu());
+        let x = linear_in(&self.fc6, &x.flatten(1, -1), precision)
+            .relu()
+            .dropout(p, train);
+        linear_in(&self.fc7, &x, precision).relu()
+    }
+
+    /// Stores the convolution weights channels-last (`--channels-last`: NHWC memory, what
+    /// cuDNN's fastest kernels read); shapes, values and the checkpoint format are unchanged.
+    pub fn to_channels_last(&mut self) {
+        for conv in [
+            &mut self.conv1,
+            &mut self.conv2,
+            &mut self.conv3,
+            &mut self.conv4,
+            &mut self.conv5,
+        ] {
+            let cl = channels_last(&conv.layer.ws);
+            tch::no_grad(|| conv.layer.ws.set_data(&cl));
+        }
+    }
+}
+
+/// `t` (`[N, C, H, W]`) with the same shape and values, its memory ordered N, H, W, C.
+pub fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// A convolution layer and the geometry it was built with.
+#[derive(Debug)]
+struct Conv {
+    layer: nn::Conv2D,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.layer.forward(x)
+    }
+}
+
+/// A convolution at `precision` (f32: the layer itself).
+fn conv_in(c: &Conv, x: &Tensor, precision: Precision) -> Tensor {
+    match precision.compute_kind() {
+        Kind::Float => c.layer.forward(x),
+        kind => x.to_kind(kind).conv2d(
+            &c.layer.ws.to_kind(kind),
+            c.layer.bs.as_ref().map(|b| b.to_kind(kind)).as_ref(),
+            [c.stride; 2],
+            [c.padding; 2],
+            [1; 2],
+            c.groups,
+        ),
+    }
+}
+
+/// A fully connected layer at `precision` (f32: the layer itself).
+fn linear_in(l: &nn::Linear, x: &Tensor, precision: Precision) -> Tensor {
+    match precision.compute_kind() {
+        Kind::Float => l.forward(x),
+        kind => x.to_kind(kind).linear(
+            &l.ws.to_kind(kind),
+            l.bs.as_ref().map(|b| b.to_kind(kind)).as_ref(),
+        ),
     }
 }
 
@@ -331,10 +417,10 @@ mod tests {
     fn groups_split_the_columns() {
         let (_vs, net) = build(&AlexNetConfig::paper(1000));
         // 5×5×48 kernels in conv2, 3×3×256 in conv3, 3×3×192 in conv4 and conv5 (§3.5).
-        assert_eq!(net.conv2.ws.size(), [256, 48, 5, 5]);
-        assert_eq!(net.conv3.ws.size(), [384, 256, 3, 3]);
-        assert_eq!(net.conv4.ws.size(), [384, 192, 3, 3]);
-        assert_eq!(net.conv5.ws.size(), [256, 192, 3, 3]);
+        assert_eq!(net.conv2.layer.ws.size(), [256, 48, 5, 5]);
+        assert_eq!(net.conv3.layer.ws.size(), [384, 256, 3, 3]);
+        assert_eq!(net.conv4.layer.ws.size(), [384, 192, 3, 3]);
+        assert_eq!(net.conv5.layer.ws.size(), [256, 192, 3, 3]);
         assert_eq!(net.fc6.ws.size(), [4096, 9216]);
     }
 
@@ -351,11 +437,11 @@ mod tests {
                 f64::try_from(b.max()).expect("scalar"),
             )
         };
-        assert_eq!(bias(&net.conv1.bs), (0.0, 0.0));
-        assert_eq!(bias(&net.conv2.bs), (1.0, 1.0));
-        assert_eq!(bias(&net.conv3.bs), (0.0, 0.0));
-        assert_eq!(bias(&net.conv4.bs), (1.0, 1.0));
-        assert_eq!(bias(&net.conv5.bs), (1.0, 1.0));
+        assert_eq!(bias(&net.conv1.layer.bs), (0.0, 0.0));
+        assert_eq!(bias(&net.conv2.layer.bs), (1.0, 1.0));
+        assert_eq!(bias(&net.conv3.layer.bs), (0.0, 0.0));
+        assert_eq!(bias(&net.conv4.layer.bs), (1.0, 1.0));
+        assert_eq!(bias(&net.conv5.layer.bs), (1.0, 1.0));
         assert_eq!(bias(&net.fc6.bs), (1.0, 1.0));
         assert_eq!(bias(&net.fc7.bs), (1.0, 1.0));
         assert_eq!(bias(&net.fc8.bs), (0.0, 0.0));
@@ -378,7 +464,7 @@ mod tests {
         };
         let (_vs, net) = build(&config);
         // conv2 is grouped: fan-in 48·5·5 = 1200, not 96·5·5.
-        for (w, fan_in) in [(&net.conv2.ws, 1200.0), (&net.fc6.ws, 9216.0)] {
+        for (w, fan_in) in [(&net.conv2.layer.ws, 1200.0), (&net.fc6.ws, 9216.0)] {
             let std = f64::try_from(w.std(true)).expect("scalar");
             let want = (2.0f64 / fan_in).sqrt();
             assert!((std / want - 1.0).abs() < 0.02, "std {std}, want {want}");

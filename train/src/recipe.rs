@@ -9,7 +9,9 @@
 
 use alexpipe::MeanMode;
 
+use crate::finish::Upload;
 use crate::model::{AlexNetConfig, BiasInit, WeightInit};
+use crate::precision::Precision;
 use crate::schedule::LrSchedule;
 
 /// The hyper-parameters of §5 and the engine's settings.
@@ -58,6 +60,12 @@ pub struct Recipe {
     /// Also write `checkpoint.ot` every this many steps within an epoch, so a run killed
     /// mid-epoch (`kill -9`, a lost node) resumes from its last such step.
     pub checkpoint_every: Option<u64>,
+    /// What the engine sends the device: finished f32 batches, or u8 patches finished there.
+    pub upload: Upload,
+    /// The network's arithmetic type (paper: f32).
+    pub precision: Precision,
+    /// Convolution weights and inputs in channels-last memory (NHWC; same values).
+    pub channels_last: bool,
 }
 
 impl Recipe {
@@ -86,6 +94,9 @@ impl Recipe {
             ten_crop: false,
             max_steps: None,
             checkpoint_every: None,
+            upload: Upload::F32,
+            precision: Precision::F32,
+            channels_last: false,
         }
     }
 

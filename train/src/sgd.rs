@@ -65,6 +65,16 @@ impl Sgd {
         });
     }
 
+    /// The gradients of the parameters that have one (they share the parameters' gradient
+    /// storage: changing them in place changes what [`Sgd::step`] reads).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .map(|(_, w, _)| w.grad())
+            .filter(|g| g.defined())
+            .collect()
+    }
+
     /// The velocities by variable name (for checkpoints).
     pub fn velocities(&self) -> impl Iterator<Item = (&str, &Tensor)> {
         self.params.iter().map(|(n, _, v)| (n.as_str(), v))

@@ -13,15 +13,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use alexpipe::seed::splitmix64;
-use alexpipe::{Dataset, Epoch, Layout, Loader, LoaderConfig, Stats};
+use alexpipe::{Dataset, Epoch, Loader, LoaderConfig, Stats};
 use indicatif::ProgressBar;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointError, TrainState};
-use crate::feed::{DeviceBatch, Feeder, NotF32};
+use crate::feed::{DeviceBatch, Feeder, WrongLayout};
+use crate::finish::{layout_for, FinishError};
 use crate::metrics::{top5_is_reported, topk_hits, EpochRow, EpochTotals, MetricsLog};
 use crate::model::{AlexNet, AlexNetConfig, ModelError};
 use crate::pictures::{curves, PictureError};
+use crate::precision::{LossScaler, Precision};
 use crate::recipe::{ModelOptions, Recipe};
 use crate::run_dir::{best_checkpoint, curves_png, last_checkpoint};
 use crate::schedule::LrState;
@@ -107,7 +109,10 @@ pub enum TrainError {
     Picture(#[from] PictureError),
     /// The engine handed over batches the trainer cannot use (a bug).
     #[error(transparent)]
-    Feed(#[from] NotF32),
+    Feed(#[from] WrongLayout),
+    /// The device cannot finish the engine's u8 batches with these options.
+    #[error(transparent)]
+    Finish(#[from] FinishError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -217,14 +222,33 @@ impl Model {
         Ok(restored.state)
     }
 
-    /// Queues one SGD step on `batch` at rate `lr` with dropout seeded by `seed` (§5's update).
-    fn step(&mut self, batch: &DeviceBatch, lr: f64, seed: i64) -> Step {
+    /// Queues one SGD step on `batch` at rate `lr` with dropout seeded by `seed` (§5's update),
+    /// the network computing at `precision`; with fp16's `scaler` the loss is scaled and a step
+    /// whose gradients overflowed is skipped.
+    fn step(
+        &mut self,
+        batch: &DeviceBatch,
+        lr: f64,
+        seed: i64,
+        precision: Precision,
+        scaler: Option<&mut LossScaler>,
+    ) -> Step {
         tch::manual_seed(seed);
-        let logits = self.net.forward_t(&batch.images, true);
+        let logits = self.net.forward_in(&batch.images, true, precision);
         let loss = logits.cross_entropy_for_logits(&batch.labels);
         self.sgd.zero_grad();
-        loss.backward();
-        self.sgd.step(lr);
+        match scaler {
+            None => {
+                loss.backward();
+                self.sgd.step(lr);
+            }
+            Some(scaler) => {
+                scaler.scale_loss(&loss).backward();
+                if scaler.unscale(&mut self.sgd.grads()) {
+                    self.sgd.step(lr);
+                }
+            }
+        }
         let logits = logits.detach();
         Step {
             top1: topk_hits(&logits, &batch.labels, 1),
@@ -303,9 +327,16 @@ impl<'a> Trainer<'a> {
             schedule: LrState::new(recipe.lr),
             partial: EpochTotals::default(),
             loader: None,
+            loss_scale: recipe.precision.scaler(),
         };
         if let Some(path) = &cfg.resume {
             state = model.resume(path, &state)?;
+            if state.loss_scale.is_none() {
+                state.loss_scale = recipe.precision.scaler();
+            }
+        }
+        if recipe.channels_last {
+            model.net.to_channels_last();
         }
         let train = train_loader(train_ds, recipe, state.seed, &cfg.train)?;
         let val_path = cfg.val.as_deref().unwrap_or(&cfg.train);
@@ -368,7 +399,8 @@ impl<'a> Trainer<'a> {
         pb.set_position(resumed);
         let mut totals = self.state.partial;
         let clock = Clock::after(totals.seconds);
-        let mut feeder = Feeder::new(self.cfg.device);
+        let recipe = &self.cfg.recipe;
+        let mut feeder = Feeder::for_loader(&self.train, self.cfg.device, recipe.channels_last)?;
         let mut next = fetch(&mut it, &mut feeder, &mut totals.wait_s)?;
         while let Some((batch, n)) = next.take() {
             if self.should_stop(stop) {
@@ -379,7 +411,13 @@ impl<'a> Trainer<'a> {
                 return Ok(None);
             }
             let seed = step_seed(self.state.seed, epoch, self.state.step);
-            let step = self.model.step(&batch, self.state.schedule.lr, seed);
+            let step = self.model.step(
+                &batch,
+                self.state.schedule.lr,
+                seed,
+                recipe.precision,
+                self.state.loss_scale.as_mut(),
+            );
             // Batch k + 1 is fetched and uploaded while step k runs on the device.
             next = fetch(&mut it, &mut feeder, &mut totals.wait_s)?;
             let (loss, top1, top5) = step.read();
@@ -398,7 +436,7 @@ impl<'a> Trainer<'a> {
                 totals.seconds = clock.seconds();
                 show_running(&pb, &totals);
             }
-            let every = self.cfg.recipe.checkpoint_every;
+            let every = recipe.checkpoint_every;
             if every.is_some_and(|n| n > 0 && self.state.step.is_multiple_of(n))
                 && (self.state.step as usize) < batches
             {
@@ -443,7 +481,7 @@ impl<'a> Trainer<'a> {
         evaluate(
             &self.model.net,
             &self.val,
-            self.cfg.device,
+            &Execution::of(&self.cfg.recipe, self.cfg.device),
             self.cfg.progress,
         )
     }
@@ -537,8 +575,14 @@ fn fetch(
 }
 
 /// Loss, top-1 and top-5 hits of one validation batch (10-crop: softmax averaged over the patches).
-fn eval_batch(net: &AlexNet, b: &DeviceBatch, n: usize, ten_crop: bool) -> (f64, i64, i64) {
-    let logits = net.forward_t(&b.images, false);
+fn eval_batch(
+    net: &AlexNet,
+    b: &DeviceBatch,
+    n: usize,
+    ten_crop: bool,
+    precision: Precision,
+) -> (f64, i64, i64) {
+    let logits = net.forward_in(&b.images, false, precision);
     let (scores, loss) = if ten_crop {
         let classes = logits.size()[1];
         let probs = logits
@@ -559,23 +603,45 @@ fn eval_batch(net: &AlexNet, b: &DeviceBatch, n: usize, ten_crop: bool) -> (f64,
     )
 }
 
+/// Where and how the network computes: the device, the arithmetic type, the memory layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Execution {
+    /// The device.
+    pub device: Device,
+    /// The arithmetic type.
+    pub precision: Precision,
+    /// Channels-last inputs.
+    pub channels_last: bool,
+}
+
+impl Execution {
+    /// A recipe's on `device`.
+    pub fn of(recipe: &Recipe, device: Device) -> Execution {
+        Execution {
+            device,
+            precision: recipe.precision,
+            channels_last: recipe.channels_last,
+        }
+    }
+}
+
 /// Validation pass over `loader` (built with `train = false`).
 pub fn evaluate(
     net: &AlexNet,
     loader: &Loader,
-    device: Device,
+    exec: &Execution,
     progress: bool,
 ) -> Result<EpochTotals, TrainError> {
     let ten_crop = loader.config().ten_crop;
     let start = Instant::now();
     let mut totals = EpochTotals::default();
-    let mut feeder = Feeder::new(device);
+    let mut feeder = Feeder::for_loader(loader, exec.device, exec.channels_last)?;
     let mut epoch = loader.iter();
     let pb = alexpipe::progress::bar(epoch.batches() as u64, "batches", progress);
     pb.set_prefix("val ");
     let _guard = tch::no_grad_guard();
     while let Some((b, n)) = fetch(&mut epoch, &mut feeder, &mut totals.wait_s)? {
-        let (loss, top1, top5) = eval_batch(net, &b, n, ten_crop);
+        let (loss, top1, top5) = eval_batch(net, &b, n, ten_crop, exec.precision);
         totals.add(n, loss, top1, top5);
         pb.inc(1);
     }
@@ -599,7 +665,7 @@ fn loader_config(recipe: &Recipe, train: bool) -> LoaderConfig {
         drop_last: train,
         threads: recipe.workers,
         prefetch: recipe.prefetch,
-        layout: Layout::F32Nchw,
+        layout: layout_for(recipe.upload),
         crop: recipe.crop,
         flip: recipe.flip,
         lighting: recipe.lighting,
@@ -656,6 +722,43 @@ fn val_loader(
     )?)
 }
 
+/// The step alone: `steps` SGD steps of `cfg`'s network on one synthetic batch resident on the
+/// device (random images and labels; no engine, no upload), after 5 warm-up steps, each step's
+/// loss read as the training loop reads it. Returns images per second: the rate the end-to-end
+/// loop is measured against (`scripts/gpu-check.sh`).
+pub fn step_alone(cfg: &RunConfig, steps: u64) -> Result<f64, TrainError> {
+    const WARMUP: u64 = 5;
+    let recipe = &cfg.recipe;
+    check(recipe)?;
+    let classes = Dataset::open_without_stats(&cfg.train)?.classes().len();
+    let network = cfg.model.network(classes, recipe.crop);
+    let mut model = Model::new(&network, recipe, cfg.device)?;
+    if recipe.channels_last {
+        model.net.to_channels_last();
+    }
+    let (n, side) = (recipe.batch_size as i64, recipe.crop as i64);
+    let images = Tensor::randn([n, 3, side, side], (Kind::Float, cfg.device));
+    let batch = DeviceBatch {
+        images: if recipe.channels_last {
+            crate::model::channels_last(&images)
+        } else {
+            images
+        },
+        labels: Tensor::randint(classes as i64, [n], (Kind::Int64, cfg.device)),
+    };
+    let mut scaler = recipe.precision.scaler();
+    let mut start = Instant::now();
+    for i in 0..WARMUP + steps {
+        if i == WARMUP {
+            start = Instant::now();
+        }
+        let seed = step_seed(recipe.seed, 0, i);
+        let step = model.step(&batch, recipe.lr, seed, recipe.precision, scaler.as_mut());
+        step.read();
+    }
+    Ok((steps * n as u64) as f64 / start.elapsed().as_secs_f64())
+}
+
 /// What [`evaluate_checkpoint`] measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
@@ -673,7 +776,10 @@ pub fn evaluate_checkpoint(
     device: Device,
     progress: bool,
 ) -> Result<Evaluation, TrainError> {
-    let (_vs, net, state, stats) = checkpoint::load_network(path, device)?;
+    let (_vs, mut net, state, stats) = checkpoint::load_network(path, device)?;
+    if recipe.channels_last {
+        net.to_channels_last();
+    }
     let recipe = Recipe {
         crop: state.model.input as u32,
         normalize: state.normalize,
@@ -681,7 +787,7 @@ pub fn evaluate_checkpoint(
     };
     let loader = val_loader(val, &stats, &state.classes, &recipe)?;
     Ok(Evaluation {
-        totals: evaluate(&net, &loader, device, progress)?,
+        totals: evaluate(&net, &loader, &Execution::of(&recipe, device), progress)?,
         classes: state.classes.len(),
     })
 }

@@ -77,6 +77,7 @@ fn checkpoint_with(data: &Path, path: &Path, edit: impl FnOnce(&mut [f32])) {
         schedule: LrState::new(0.01),
         partial: EpochTotals::default(),
         loader: None,
+        loss_scale: None,
     };
     let sgd = Sgd::new(&vs, 0.9, 0.0005);
     checkpoint::save(path, &vs, &sgd, &stats, &state).expect("checkpoint written");

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use alexpipe_train::checkpoint::load_network;
 use alexpipe_train::device::DeviceChoice;
-use alexpipe_train::pictures::filters::conv1_grid;
+use alexpipe_train::pictures::filters::{conv1_grid, KernelView};
 use alexpipe_train::pictures::neighbours::{neighbours_picture, NeighboursConfig, Queries};
 use alexpipe_train::pictures::{curves, save_png};
 use anyhow::{bail, Context, Result};
@@ -41,6 +41,10 @@ enum Command {
         /// Screen pixels per kernel pixel.
         #[arg(long, default_value_t = 6)]
         scale: u32,
+        /// rgb: each kernel's planes as colour; sum: the sum of its planes in grey, the filter a
+        /// greyscale image meets [default: sum for a greyscale training set, else rgb].
+        #[arg(long, value_enum)]
+        view: Option<KernelView>,
     },
     /// Loss and top-1/top-5 error per epoch from a run's metrics.jsonl, learning-rate drops marked.
     Curves {
@@ -114,18 +118,21 @@ fn real_main() -> Result<()> {
             output,
             columns,
             scale,
+            view,
         } => {
-            let (_vs, net, _, _) = load_network(&checkpoint, Device::Cpu)?;
-            let (image, grid) = conv1_grid(&net, columns, scale)?;
+            let (_vs, net, _, stats) = load_network(&checkpoint, Device::Cpu)?;
+            let view = view.unwrap_or_else(|| KernelView::for_training_set(&stats));
+            let (image, grid) = conv1_grid(&net, columns, scale, view)?;
             save_png(&image, &output)?;
             written(
                 &output,
                 &format!(
-                    "{} conv1 kernels {}×{}×3, {} per row",
+                    "{} conv1 kernels {}×{}×3, {} per row, drawn as {}",
                     grid.kernels,
                     grid.side,
                     grid.side,
-                    grid.row_len()
+                    grid.row_len(),
+                    view.describe()
                 ),
             );
         }

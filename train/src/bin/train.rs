@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use alexpipe::MeanMode;
 use alexpipe_train::device::DeviceChoice;
+use alexpipe_train::finish::Upload;
 use alexpipe_train::metrics::top5_is_reported;
+use alexpipe_train::precision::Precision;
 use alexpipe_train::run_dir::last_checkpoint;
-use alexpipe_train::train::evaluate_checkpoint;
+use alexpipe_train::train::{evaluate_checkpoint, step_alone};
 use alexpipe_train::{run, BiasInit, ModelOptions, Outcome, Preset, Recipe, RunConfig, WeightInit};
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -36,6 +38,7 @@ enum BiasArg {
 
 const PAPER: &str = "The paper's recipe (§4.1, §5; defaults from --preset)";
 const NARROW: &str = "Narrow networks (defaults from --preset)";
+const ACCEL: &str = "On an accelerator (the paper's f32 path by default)";
 
 /// Train the paper's AlexNet (Krizhevsky et al. 2012) on alexpipe shards, or evaluate a checkpoint.
 /// Without --train: the demo on the bundled fixtures (--preset demo: a small network, a few CPU
@@ -136,8 +139,23 @@ struct Args {
     #[arg(long, value_name = "STEPS")]
     checkpoint_every: Option<u64>,
     /// Where the network runs.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto, help_heading = ACCEL)]
     device: DeviceChoice,
+    /// What the engine sends the device: f32 (finished batches) or u8 (crop and mirror done, a
+    /// quarter of the bytes; lighting, mean subtraction and layout run on the device) [default: f32].
+    #[arg(long, value_enum, help_heading = ACCEL)]
+    upload: Option<Upload>,
+    /// The network's arithmetic: f32 (the paper), bf16, or fp16 with dynamic loss scaling; the
+    /// weights, momentum and checkpoints stay f32 [default: f32].
+    #[arg(long, value_enum, help_heading = ACCEL)]
+    precision: Option<Precision>,
+    /// Convolution weights and inputs in channels-last (NHWC) memory.
+    #[arg(long, help_heading = ACCEL)]
+    channels_last: bool,
+    /// Measure the step alone instead of training: STEPS steps on one synthetic batch resident
+    /// on the device (no engine, no upload), then print images/s. Needs --train (for the classes).
+    #[arg(long, value_name = "STEPS", help_heading = ACCEL)]
+    step_alone: Option<u64>,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -166,6 +184,9 @@ impl Args {
             ten_crop: self.ten_crop || p.ten_crop,
             max_steps: self.max_steps.or(p.max_steps),
             checkpoint_every: self.checkpoint_every.or(p.checkpoint_every),
+            upload: self.upload.unwrap_or(p.upload),
+            precision: self.precision.unwrap_or(p.precision),
+            channels_last: self.channels_last || p.channels_last,
             ..p
         }
     }
@@ -304,6 +325,21 @@ fn real_main() -> Result<ExitCode> {
         resume,
         progress: !args.quiet,
     };
+
+    if let Some(steps) = args.step_alone {
+        let rate = step_alone(&cfg, steps)?;
+        println!(
+            "step alone: {rate:.0} images/s ({steps} steps of {}, precision {}{}, {device:?})",
+            cfg.recipe.batch_size,
+            cfg.recipe.precision.name(),
+            if cfg.recipe.channels_last {
+                ", channels-last"
+            } else {
+                ""
+            },
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

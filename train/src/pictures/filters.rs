@@ -131,9 +131,84 @@ pub fn kernel_rgb(kernel: &[f32], side: usize) -> Vec<u8> {
     out
 }
 
+/// How a kernel's three channels are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelView {
+    /// Its R, G and B planes as colour (the paper's Figure 3).
+    Rgb,
+    /// The sum of its three planes, in grey: the filter that acts on a greyscale image (whose
+    /// three channels are equal, so only the sum of a kernel's planes is ever trained; their
+    /// differences keep their random initial values and would draw as colour noise).
+    Sum,
+}
+
+impl KernelView {
+    /// [`KernelView::Sum`] for a training set of greyscale images (every pixel R = G = B, so the
+    /// three channels' means and every covariance entry are equal), [`KernelView::Rgb`] otherwise.
+    pub fn for_training_set(stats: &alexpipe::Stats) -> KernelView {
+        let c = &stats.covariance;
+        let m = &stats.channel_mean;
+        let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        let grey =
+            c.iter().flatten().all(|&v| same(v, c[0][0])) && m.iter().all(|&v| same(v, m[0]));
+        if grey {
+            KernelView::Sum
+        } else {
+            KernelView::Rgb
+        }
+    }
+
+    /// The kernel (`[3][side][side]`) as `side`×`side` RGB pixels.
+    pub fn pixels(self, kernel: &[f32], side: usize) -> Vec<u8> {
+        match self {
+            KernelView::Rgb => kernel_rgb(kernel, side),
+            KernelView::Sum => kernel_sum_grey(kernel, side),
+        }
+    }
+
+    /// Words for the picture's caption.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KernelView::Rgb => "RGB",
+            KernelView::Sum => {
+                "the sum of each kernel's R, G and B planes (greyscale training set)"
+            }
+        }
+    }
+}
+
+/// One kernel's channel sum, stretched to 0–255 over its own range, as grey RGB pixels.
+pub fn kernel_sum_grey(kernel: &[f32], side: usize) -> Vec<u8> {
+    let plane = side * side;
+    let sum: Vec<f32> = (0..plane)
+        .map(|p| kernel[p] + kernel[plane + p] + kernel[2 * plane + p])
+        .collect();
+    let (lo, hi) = sum
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let range = hi - lo;
+    sum.iter()
+        .flat_map(|&v| {
+            let level = if range > 0.0 && range.is_finite() {
+                ((v - lo) / range * 255.0).round() as u8
+            } else {
+                128
+            };
+            [level; 3]
+        })
+        .collect()
+}
+
 /// The grid of the kernels in `weights` (`[kernels][3][side][side]`, as conv1's weight tensor),
-/// each normalised by [`kernel_rgb`] and magnified `scale` times, each group under its heading.
-pub fn filter_grid(weights: &[f32], grid: &FilterGrid) -> Result<RgbImage, PictureError> {
+/// each drawn as `view` says (normalised over its own range) and magnified `scale` times, each
+/// group under its heading.
+pub fn filter_grid(
+    weights: &[f32],
+    grid: &FilterGrid,
+    view: KernelView,
+) -> Result<RgbImage, PictureError> {
     grid.validate()?;
     let per_kernel = 3 * grid.side * grid.side;
     if weights.len() != grid.kernels * per_kernel {
@@ -167,7 +242,7 @@ pub fn filter_grid(weights: &[f32], grid: &FilterGrid) -> Result<RgbImage, Pictu
         );
     }
     for (k, kernel) in weights.chunks_exact(per_kernel).enumerate() {
-        let rgb = kernel_rgb(kernel, grid.side);
+        let rgb = view.pixels(kernel, grid.side);
         let (x0, y0) = grid.origin(k);
         for (p, px) in rgb.chunks_exact(3).enumerate() {
             let (r, c) = ((p / grid.side) as u32, (p % grid.side) as u32);
@@ -184,11 +259,12 @@ pub fn filter_grid(weights: &[f32], grid: &FilterGrid) -> Result<RgbImage, Pictu
 }
 
 /// The grid of `net`'s conv1 kernels in the paper's two groups, `columns` per row, each kernel
-/// pixel `scale`×`scale`.
+/// pixel `scale`×`scale`, drawn as `view` says.
 pub fn conv1_grid(
     net: &AlexNet,
     columns: usize,
     scale: u32,
+    view: KernelView,
 ) -> Result<(RgbImage, FilterGrid), PictureError> {
     let w = net.conv1_weight().to_kind(Kind::Float).contiguous();
     let size = w.size();
@@ -201,7 +277,7 @@ pub fn conv1_grid(
         columns,
         scale,
     };
-    Ok((filter_grid(&weights, &grid)?, grid))
+    Ok((filter_grid(&weights, &grid, view)?, grid))
 }
 
 #[cfg(test)]
@@ -219,6 +295,41 @@ mod tests {
         assert_eq!(&rgb[..3], &[64, 128, 0]);
         assert_eq!(&rgb[9..], &[255, 128, 0]);
         assert_eq!(kernel_rgb(&[0.5; 12], 2), vec![128; 12]);
+    }
+
+    #[test]
+    fn the_sum_view_draws_what_a_grey_image_sees() {
+        // 2×2 kernel: planes R, G, B sum to -3, 0, 3, 6 per pixel.
+        let k = [
+            -1.0, 0.0, 1.0, 2.0, -1.0, 0.0, 1.0, 2.0, -1.0, 0.0, 1.0, 2.0,
+        ];
+        let grey = kernel_sum_grey(&k, 2);
+        assert_eq!(
+            grey,
+            vec![0, 0, 0, 85, 85, 85, 170, 170, 170, 255, 255, 255]
+        );
+        // Planes that differ but sum alike (the untrained colour part) draw alike.
+        let noisy = [0.5, 0.0, 1.0, 2.0, -2.0, 0.0, 0.0, 2.0, -1.5, 0.0, 2.0, 2.0];
+        assert_eq!(kernel_sum_grey(&noisy, 2), grey);
+        assert_ne!(kernel_rgb(&noisy, 2), kernel_rgb(&k, 2));
+    }
+
+    #[test]
+    fn greyscale_training_sets_are_told_by_their_statistics() {
+        let mut stats = alexpipe::Stats {
+            images: 2,
+            size: 1,
+            mean_image: vec![10.0; 3],
+            channel_mean: [10.0; 3],
+            channel_std: [2.0; 3],
+            covariance: [[4.0; 3]; 3],
+            eigvals: [12.0, 0.0, 0.0],
+            eigvecs: [[0.0; 3]; 3],
+        };
+        assert_eq!(KernelView::for_training_set(&stats), KernelView::Sum);
+        stats.covariance[0][1] = 3.9;
+        stats.covariance[1][0] = 3.9;
+        assert_eq!(KernelView::for_training_set(&stats), KernelView::Rgb);
     }
 
     #[test]
@@ -240,7 +351,7 @@ mod tests {
         assert_eq!(grid.origin(13), (6 + 46, 6 + 16 + 46));
         assert_eq!(grid.origin(48), (6, 6 + 16 + 4 * 44 + 3 * 2 + 10 + 16));
         let bad = FilterGrid { groups: 5, ..grid };
-        assert!(filter_grid(&[0.0; 96 * 363], &bad).is_err());
-        assert!(filter_grid(&[0.0; 10], &grid).is_err());
+        assert!(filter_grid(&[0.0; 96 * 363], &bad, KernelView::Rgb).is_err());
+        assert!(filter_grid(&[0.0; 10], &grid, KernelView::Rgb).is_err());
     }
 }
