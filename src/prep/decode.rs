@@ -318,13 +318,23 @@ pub(super) fn read_jpeg_header(
         let (_, msg) = tj.error();
         return Err(RejectReason::Corrupt(format!("JPEG header: {msg}")));
     }
-    let width = tj.get(raw::TJPARAM_TJPARAM_JPEGWIDTH).max(0) as u32;
-    let height = tj.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT).max(0) as u32;
-    if width == 0 || height == 0 {
-        // TurboJPEG accepts a tables-only (abbreviated) stream as a header with no frame.
+    // TurboJPEG accepts a tables-only (abbreviated) stream as a header with no frame, and then
+    // leaves the handle's dimensions as the previous image on this thread set them: the frame's
+    // own dimensions, read from its SOF marker, are the authority.
+    let Some((width, height)) = frame_dims(bytes) else {
         return Err(RejectReason::Corrupt(
             "JPEG has no image frame (truncated after the header?)".into(),
         ));
+    };
+    let reported = (
+        tj.get(raw::TJPARAM_TJPARAM_JPEGWIDTH).max(0) as u32,
+        tj.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT).max(0) as u32,
+    );
+    if reported != (width, height) || width == 0 || height == 0 {
+        return Err(RejectReason::Corrupt(format!(
+            "JPEG frame of {width}×{height} read by libjpeg-turbo as {}×{}",
+            reported.0, reported.1
+        )));
     }
     check_dims(width as u64, height as u64, opts)?;
     // libjpeg-turbo's own working memory (a progressive image keeps every DCT coefficient: up to
@@ -357,6 +367,44 @@ pub(super) fn read_jpeg_header(
         lossless: tj.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1,
         subsamp: tj.get(raw::TJPARAM_TJPARAM_SUBSAMP),
     })
+}
+
+/// The width and height in the first frame header (SOFn marker) of a JPEG stream, walking its
+/// marker segments from the start (ITU T.81 B.1); `None` when the stream ends, or its scan starts,
+/// before a frame header (a tables-only stream, a truncated file).
+pub(super) fn frame_dims(bytes: &[u8]) -> Option<(u32, u32)> {
+    let be16 = |at: usize| -> Option<usize> {
+        Some(usize::from(*bytes.get(at)?) << 8 | usize::from(*bytes.get(at + 1)?))
+    };
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut at = 2;
+    loop {
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        // Fill bytes: any number of 0xFF before the marker code.
+        while *bytes.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        let marker = *bytes.get(at + 1)?;
+        at += 2;
+        match marker {
+            // SOF0–3, 5–7, 9–11, 13–15 (0xC4 DHT, 0xC8 JPG and 0xCC DAC are not frames):
+            // length, precision, height, width.
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let height = be16(at + 3)? as u32;
+                let width = be16(at + 5)? as u32;
+                return Some((width, height));
+            }
+            // Start of scan or end of image before any frame.
+            0xDA | 0xD9 => return None,
+            // Markers without a segment: TEM, RSTn.
+            0x01 | 0xD0..=0xD7 => {}
+            _ => at += be16(at)?,
+        }
+    }
 }
 
 /// Decompresses the image whose header `tj` has read at scale `num`/`denom` into `pixels`
@@ -541,5 +589,54 @@ mod tests {
         );
         let r = decode_rgb(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0], &o);
         assert!(matches!(r, Err(RejectReason::Corrupt(_))), "{r:?}");
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/images")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn a_frameless_jpeg_after_a_good_one_is_still_rejected() {
+        // TurboJPEG keeps the previous image's dimensions on a tables-only stream: this file once
+        // became an all-black record when the same thread had just decoded a photo.
+        let o = DecodeOptions::default();
+        let good = fixture("blobs/blob_000.jpg");
+        let frameless = b"\xff\xd8\xff\xe0 cut short";
+        let tables_only = [0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x43, 0x00]
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(1u8, 64))
+            .chain([0xFF, 0xD9])
+            .collect::<Vec<u8>>();
+        for bad in [&frameless[..], &tables_only[..]] {
+            assert!(decode_rgb(&good, &o).is_ok());
+            let r = decode_rgb(bad, &o);
+            assert!(matches!(r, Err(RejectReason::Corrupt(_))), "{r:?}");
+        }
+        // The next good image still decodes, to the same pixels as on a fresh thread.
+        let again = decode_rgb(&good, &o).expect("decodes");
+        let fresh = std::thread::spawn(move || decode_rgb(&good, &DecodeOptions::default()))
+            .join()
+            .expect("thread")
+            .expect("decodes");
+        assert_eq!(again.pixels, fresh.pixels);
+    }
+
+    #[test]
+    fn frame_dims_walks_the_markers() {
+        let good = fixture("blobs/blob_000.jpg");
+        let img = decode_rgb(&good, &DecodeOptions::default()).expect("decodes");
+        assert_eq!(frame_dims(&good), Some((img.width, img.height)));
+        let progressive = fixture("blobs/blob_002_progressive.jpg");
+        let img = decode_rgb(&progressive, &DecodeOptions::default()).expect("decodes");
+        assert_eq!(frame_dims(&progressive), Some((img.width, img.height)));
+        assert_eq!(frame_dims(b"\xff\xd8\xff\xe0 cut short"), None);
+        assert_eq!(frame_dims(&good[..good.len().min(20)]), None);
+        assert_eq!(frame_dims(b"not a jpeg"), None);
+        // SOS before any SOF: no frame.
+        assert_eq!(frame_dims(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
     }
 }
