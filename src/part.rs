@@ -236,7 +236,7 @@ mod tests {
             assert_eq!(ranges.last().map(|r| r.end), Some(inputs));
             for pair in ranges.windows(2) {
                 assert_eq!(pair[0].end, pair[1].start);
-                assert!(pair[0].end % shard_size == 0 || pair[0].end == inputs);
+                assert!(pair[0].end.is_multiple_of(shard_size) || pair[0].end == inputs);
             }
         }
         assert_eq!(PartSpec { index: 2, count: 5 }.input_range(32, 4), 4..12);

@@ -325,7 +325,7 @@ pub fn merge_parts(
                 shard.first_record as usize..(shard.first_record + shard.num_records) as usize;
             let whole =
                 shard.num_records == shard_size || writer.records() + shard.num_records == total;
-            if writer.records() % shard_size == 0 && whole {
+            if writer.records().is_multiple_of(shard_size) && whole {
                 match writer.adopt_shard(&part.dir.join(&shard.file), shard, &index[range])? {
                     Adopted::Linked => linked += 1,
                     Adopted::Copied => copied += 1,

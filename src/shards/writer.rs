@@ -380,7 +380,7 @@ impl DatasetWriter {
         records: &[(u32, PathBuf)],
     ) -> Result<Adopted> {
         if self.current.is_some()
-            || self.records % self.shard_size != 0
+            || !self.records.is_multiple_of(self.shard_size)
             || info.num_records != records.len() as u64
         {
             return Err(Error::Internal(format!(

@@ -33,7 +33,8 @@ def photo_corpus(tmp_path_factory, real_photos):
         d = root / f"class{i % 3}"
         d.mkdir(parents=True, exist_ok=True)
         im.save(d / f"photo_{i:03d}.jpg", quality=90)
-    (root / "class1" / "photo_007b.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    jpeg = (root / "class1" / "photo_004.jpg").read_bytes()
+    (root / "class1" / "photo_007b.jpg").write_bytes(jpeg[: len(jpeg) // 3])  # cut short: a reject
     return root
 
 
