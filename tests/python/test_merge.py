@@ -125,3 +125,40 @@ def test_build_on_ray_makes_the_one_go_dataset(photo_corpus, one_go, tmp_path):
     assert sum(s["records"] for s in summary["part_summaries"]) == 23
     assert_same_dataset(tmp_path / "ds", one_go)
     assert not (tmp_path / "ds.parts").exists(), "the parts are removed after the merge"
+
+
+def test_a_killed_merge_leaves_the_previous_dataset(tmp_path):
+    """SIGKILL at any moment of a merge into an existing dataset leaves that dataset whole at OUT
+    (or the merged one, which here is the same), never a mix; beside OUT a kill leaves at most a
+    directory without a manifest, or the previous dataset on its way out (the next merge or build
+    to OUT removes both)."""
+    import shutil
+    import signal
+    import time
+
+    from conftest import FIXTURES
+
+    corpus = tmp_path / "in"
+    for i, src in enumerate(sorted(FIXTURES.rglob("*.*")) * 10):  # 320 inputs, 10 of them broken
+        d = corpus / src.parent.name
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, d / f"{i:03d}_{src.name}")
+    one_go = tmp_path / "one-go"
+    run_build(corpus, one_go, "--shard-size", "16")
+    parts = [tmp_path / "part-1", tmp_path / "part-2"]
+    for k, part in enumerate(parts, start=1):
+        run_build(corpus, part, "--shard-size", "16", "--part", f"{k}/2")
+    out = tmp_path / "out"
+    shutil.copytree(one_go, out)
+    finished = 0
+    for delay in [0.005, 0.02, 0.05, 0.1, 0.2, 0.4]:
+        proc = subprocess.Popen([str(ALEXPIPE), "merge", "--quiet", *map(str, parts), str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        finished += proc.wait() == 0
+        assert_same_dataset(out, one_go)
+        assert len(Dataset(out)) == 310
+        for left in tmp_path.glob("out.*"):
+            assert not (left / "manifest.json").exists() or manifest_without_time(left) == manifest_without_time(one_go)
+    assert finished < 6, "every merge finished before its kill: the test killed nothing"
