@@ -25,12 +25,14 @@ cargo build --release --bins --features alexpipe/hdf5
 VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release --quiet -m python/Cargo.toml --features hdf5
 .venv/bin/python -m pytest -q tests/python "$@"
 # Benchmarks, smoke: every bench binary on a tiny corpus (target/*-smoke), benches/compare.py on
-# 160 images and benches/rrc.py (RandomResizedCrop) on 64 per corpus, with this venv's peers (the PyTorch DataLoader; DALI and FFCV live in the peers venv of
+# 160 images, benches/rrc.py (RandomResizedCrop) on 64 per corpus, benches/merge_ray.py (a build on Ray
+# tasks, merged) on 24, with this venv's peers (the PyTorch DataLoader; DALI and FFCV live in the peers venv of
 # benches/setup_peers.sh, ~6 GB, so here they are reported as not installed, which the smoke allows).
 for bench in build_path build_formats loader hdf5 resume; do
   cargo bench --features alexpipe/hdf5 --bench "$bench" -- --smoke
 done
 .venv/bin/python benches/compare.py --smoke
 .venv/bin/python benches/rrc.py --smoke
+.venv/bin/python benches/merge_ray.py --smoke
 # The main job on the fixtures: shards, a short CPU training run, its pictures.
 DEMO_CARGO_FEATURES=alexpipe/hdf5 scripts/demo.sh --quick

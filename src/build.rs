@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::part::{inputs_digest, PartInfo, PartSlice, PartSpec};
 use crate::prep::{
     capped_dims, decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes,
     DecodeOptions, Inputs, RejectReason, ResizeCrop, Source, TableFile, MAX_NUMBERED_CLASSES,
@@ -102,6 +103,9 @@ pub struct BuildConfig {
     pub max_pixels: u64,
     /// Shard directory or HDF5 file.
     pub format: OutputFormat,
+    /// Build only part K of N of the inputs, keeping the exact statistic sums, for
+    /// [`crate::shards::merge_parts`] (`--part K/N`; see [`crate::part`]). `None`: the whole input.
+    pub part: Option<PartSpec>,
 }
 
 impl BuildConfig {
@@ -125,6 +129,7 @@ impl BuildConfig {
             strict: false,
             max_pixels: crate::prep::DEFAULT_MAX_PIXELS,
             format: OutputFormat::Shards,
+            part: None,
         }
     }
 
@@ -158,6 +163,11 @@ impl BuildConfig {
         }
         if self.max_pixels == 0 {
             return Err(Error::Usage("--max-pixels must be at least 1".into()));
+        }
+        if let (Some(part), OutputFormat::Hdf5) = (self.part, self.format) {
+            return Err(Error::Usage(format!(
+                "--part {part} writes a shard directory to merge: drop --format hdf5 (convert the merged dataset instead)"
+            )));
         }
         if self.format == OutputFormat::Hdf5 && self.mode != Mode::Raw {
             return Err(Error::Usage(format!(
@@ -620,6 +630,13 @@ pub fn build_inputs(
 ) -> Result<BuildSummary> {
     cfg.validate()?;
     let threads = worker_threads(cfg.threads);
+    let (inputs, part) = match cfg.part {
+        Some(spec) => {
+            let (inputs, part) = part_of(cfg, spec, inputs, input_kind)?;
+            (inputs, Some(part))
+        }
+        None => (inputs, None),
+    };
     let Inputs {
         classes,
         classes_from_labels,
@@ -752,7 +769,13 @@ pub fn build_inputs(
             }
         }
     }
-    let Some(stats) = acc.finish() else {
+    let stats = match (acc.finish(), &part) {
+        (Some(stats), _) => Some(stats),
+        // A part may hold no records (all its inputs rejected, or no inputs at all).
+        (None, Some(_)) => Some(no_images(cfg.size)),
+        (None, None) => None,
+    };
+    let Some(stats) = stats else {
         let examples: Vec<String> = rejects
             .iter()
             .take(5)
@@ -782,7 +805,14 @@ pub fn build_inputs(
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    let info = writer.commit(&stats, build)?;
+    let info = match part {
+        Some(slice) => {
+            let sums = acc.sums();
+            let part = PartInfo::new(slice, cfg.mode, build.clone(), &sums);
+            writer.commit_part(&stats, build, &part, &sums.pixel_sum)?
+        }
+        None => writer.commit(&stats, build)?,
+    };
     Ok(BuildSummary {
         out: cfg.out.clone(),
         info,
@@ -791,6 +821,52 @@ pub fn build_inputs(
         threads,
         elapsed_secs: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Part `spec` of the discovered `inputs` (see [`PartSpec::input_range`]), and where it lies in
+/// them. Only inputs listed up front
+/// (an image folder, a list file) can be cut: every machine lists them in the same order.
+fn part_of(
+    cfg: &BuildConfig,
+    spec: PartSpec,
+    inputs: Inputs,
+    input_kind: &str,
+) -> Result<(Inputs, PartSlice)> {
+    if !matches!(input_kind, "folder" | "list") {
+        return Err(Error::Usage(format!(
+            "--part cuts an image folder or a list file; {} is {input_kind} input — list its samples in a list file, or build it in one go",
+            cfg.input.display()
+        )));
+    }
+    let sources: Vec<Source> = inputs.sources.collect();
+    let digest = inputs_digest(&inputs.classes, &sources);
+    let range = spec.input_range(sources.len() as u64, cfg.shard_size);
+    let part = PartSlice {
+        part: spec,
+        inputs: sources.len() as u64,
+        range: range.clone(),
+        inputs_digest: digest,
+    };
+    let slice: Vec<Source> = sources
+        .into_iter()
+        .skip(range.start as usize)
+        .take((range.end - range.start) as usize)
+        .collect();
+    Ok((Inputs::listed(inputs.classes, slice), part))
+}
+
+/// The statistics of a part with no records: zeros, covering no image.
+fn no_images(size: u32) -> Stats {
+    Stats {
+        images: 0,
+        size,
+        mean_image: vec![0.0; size as usize * size as usize * 3],
+        channel_mean: [0.0; 3],
+        channel_std: [0.0; 3],
+        covariance: [[0.0; 3]; 3],
+        eigvals: [0.0; 3],
+        eigvecs: [[0.0; 3]; 3],
+    }
 }
 
 /// Recomputes the statistics of an existing dataset from its records (decoding them in jpeg and

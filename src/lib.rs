@@ -11,6 +11,8 @@
 //!   module here implementing those traits.
 //! - [`dataset`]: an opened dataset, one source and its statistics.
 //! - [`build`](mod@build) (§2): the parallel offline build, inputs → one sink (`alexpipe build`).
+//! - [`part`]: one part of a build spread over machines (`--part K/N`), joined exactly by
+//!   [`shards::merge_parts`] (`alexpipe merge`).
 //! - [`augment`] (§4.1): crops, reflections, PCA lighting, mean subtraction; fused hot loops.
 //! - [`window`]: RandomResizedCrop's read → dimensions → window → decode → resize stages.
 //! - [`sampler`]: epoch order, distributed ranks, per-sample random draws from (seed, epoch, index).
@@ -30,6 +32,7 @@ pub mod dataset;
 pub mod error;
 pub mod hdf5;
 pub mod loader;
+pub mod part;
 pub mod prep;
 pub mod progress;
 pub mod sampler;

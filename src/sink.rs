@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::part::PartInfo;
 use crate::prep::RejectReason;
 use crate::source::{BuildInfo, DatasetInfo};
 use crate::stats::Stats;
@@ -28,4 +29,21 @@ pub trait DatasetSink: Send {
     /// Writes the statistics and the provenance and makes the dataset appear at the output path,
     /// atomically.
     fn commit(self: Box<Self>, stats: &Stats, build: BuildInfo) -> Result<DatasetInfo>;
+
+    /// Like [`DatasetSink::commit`], for one part of a build spread over machines
+    /// (`--part K/N`): the dataset also keeps `part` and the per-pixel sums `pixel_sum`
+    /// (`size`×`size`×3, HWC), which [`crate::shards::merge_parts`] adds up. Only shard directories
+    /// can be parts.
+    fn commit_part(
+        self: Box<Self>,
+        stats: &Stats,
+        build: BuildInfo,
+        part: &PartInfo,
+        pixel_sum: &[u64],
+    ) -> Result<DatasetInfo> {
+        let _ = (stats, build, part, pixel_sum);
+        Err(Error::Unsupported(
+            "only shard datasets can be parts of a build: drop --format hdf5 (convert the merged dataset instead)".into(),
+        ))
+    }
 }

@@ -36,6 +36,10 @@ the ``Stateful`` protocol of ``torch.distributed.checkpoint``.
 HDF5 (package built with the ``hdf5`` feature): ``Dataset("file.h5")`` or
 ``Dataset("file.h5", images_key=..., labels_key=...)`` reads any N×S×S×3 uint8 image dataset with its
 labels, ``build_shards(..., format="hdf5")`` writes one, ``convert(input, out)`` goes either way.
+
+Many machines: ``build_shards(input, dir_k, part="K/N")`` on each, then ``merge_parts(dirs, out)``
+gives the dataset a one-go build gives, byte for byte; ``alexpipe.distributed.build_on_ray`` does
+both on a Ray cluster (docs/DISTRIBUTED.md).
 """
 
 from ._alexpipe import (
@@ -49,6 +53,7 @@ from ._alexpipe import (
     UnsupportedError,
     build_shards,
     convert,
+    merge_parts,
     random_resized_crop_windows,
 )
 
@@ -63,6 +68,7 @@ __all__ = [
     "UnsupportedError",
     "build_shards",
     "convert",
+    "merge_parts",
     "random_resized_crop_windows",
 ]
 __version__ = "0.1.0"

@@ -44,6 +44,7 @@ def build_shards(
     label_key: Optional[str] = None,
     image_column: Optional[str] = None,
     label_column: Optional[str] = None,
+    part: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Builds a dataset (paper §2) from an image folder, a list file, WebDataset tars
     ("shard-{000000..000099}.tar", globs, http(s):// URLs; label_key "cls" or "json:label"),
@@ -52,7 +53,14 @@ def build_shards(
     out, inputs, records, rejected, rejects [(path, reason, detail)], classes, class_counts,
     threads, elapsed_secs. Releases the GIL while building. format="hdf5" writes one HDF5 file
     (raw mode only; needs the hdf5 feature). mode="jpeg", max_side=N stores whole images at
-    their own aspect, the long side capped at N (for recipe="rrc")."""
+    their own aspect, the long side capped at N (for recipe="rrc"). part="K/N" builds part K of
+    N of a folder or list file, for merge_parts."""
+
+def merge_parts(parts: Sequence[_Path], out: _Path) -> Dict[str, Any]:
+    """Joins every part of a build made with part="K/N" (any order) into out, byte-identical to a
+    one-go build. Returns out, parts, records, rejected, shards_linked, shards_copied,
+    records_repacked, elapsed_secs. Raises ValueError naming a missing, duplicated or foreign
+    part."""
 
 def random_resized_crop_windows(
     width: int,

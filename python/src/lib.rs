@@ -86,7 +86,7 @@ fn parse<T: std::str::FromStr<Err = alexpipe::Error>>(name: &str) -> PyResult<T>
 #[pyfunction]
 #[pyo3(signature = (input, out, size=256, mode="raw", threads=None, strict=false, progress=true,
                     quality=90, draft=false, shard_size=1024, root=None, format="shards", max_side=None,
-                    class_names=None, label_key=None, image_column=None, label_column=None))]
+                    class_names=None, label_key=None, image_column=None, label_column=None, part=None))]
 #[allow(clippy::too_many_arguments)]
 fn build_shards<'py>(
     py: Python<'py>,
@@ -107,6 +107,7 @@ fn build_shards<'py>(
     label_key: Option<String>,
     image_column: Option<String>,
     label_column: Option<String>,
+    part: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut cfg = alexpipe::BuildConfig::new(input, out);
     cfg.format = parse(format)?;
@@ -123,6 +124,7 @@ fn build_shards<'py>(
     cfg.label_key = label_key;
     cfg.image_column = image_column;
     cfg.label_column = label_column;
+    cfg.part = part.map(parse).transpose()?;
     let summary = py
         .detach(|| {
             let start = std::time::Instant::now();
@@ -147,6 +149,29 @@ fn build_shards<'py>(
     d.set_item("classes", summary.info.classes.clone())?;
     d.set_item("class_counts", summary.info.class_counts.clone())?;
     d.set_item("threads", summary.threads)?;
+    d.set_item("elapsed_secs", summary.elapsed_secs)?;
+    Ok(d)
+}
+
+/// Merges the parts of a build made with `part="K/N"` (every part, any order) into the dataset
+/// `out`, byte-identical to building the input in one go. Returns a summary dict.
+#[pyfunction]
+fn merge_parts<'py>(
+    py: Python<'py>,
+    parts: Vec<PathBuf>,
+    out: PathBuf,
+) -> PyResult<Bound<'py, PyDict>> {
+    let summary = py
+        .detach(|| alexpipe::shards::merge_parts(&parts, &out, &|_| {}))
+        .map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("out", summary.out.display().to_string())?;
+    d.set_item("parts", summary.parts)?;
+    d.set_item("records", summary.manifest.num_records)?;
+    d.set_item("rejected", summary.manifest.rejected)?;
+    d.set_item("shards_linked", summary.linked)?;
+    d.set_item("shards_copied", summary.copied)?;
+    d.set_item("records_repacked", summary.repacked)?;
     d.set_item("elapsed_secs", summary.elapsed_secs)?;
     Ok(d)
 }
@@ -765,6 +790,7 @@ fn _alexpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_shards, m)?)?;
     m.add_function(wrap_pyfunction!(random_resized_crop_windows, m)?)?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_parts, m)?)?;
     m.add_class::<Dataset>()?;
     m.add_class::<Loader>()?;
     m.add_class::<LoaderIter>()?;

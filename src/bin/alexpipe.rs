@@ -1,4 +1,4 @@
-//! `alexpipe build | stats | convert | verify | info`: the command line (see `alexpipe::cli`).
+//! `alexpipe build | stats | convert | verify | info | merge`: the command line (see `alexpipe::cli`).
 
 use clap::Parser;
 

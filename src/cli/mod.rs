@@ -1,4 +1,4 @@
-//! The command line, defined once: `alexpipe build | stats | convert | verify | info`, and
+//! The command line, defined once: `alexpipe build | stats | convert | verify | info | merge`, and
 //! `build-shards` as the `build` command under the name users already type. Parsing has no side
 //! effects ([`Cli`], [`BuildArgs`], …: one definition of each shared option, the library's own
 //! enums parse themselves); [`run`] turns a parsed command into library calls and prints the
@@ -44,6 +44,20 @@ pub enum Command {
     /// Show what a dataset holds: format, classes, statistics, provenance, and with --records
     /// where each record came from.
     Info(InfoArgs),
+    /// Join the parts of a build made with `build --part K/N` (on many machines) into the dataset
+    /// a build in one go makes, byte for byte: records, index, rejects, statistics.
+    Merge(MergeArgs),
+}
+
+/// `merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Every part directory of the build (any order), then the output dataset directory.
+    #[arg(required = true, num_args = 2..)]
+    pub dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
 }
 
 /// `--json` and `--quiet`, shared by every command.
@@ -140,8 +154,12 @@ pub struct BuildArgs {
     /// Reject images with more pixels than this (decompression-bomb guard; PIL's limit).
     #[arg(long, default_value_t = crate::prep::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
+    /// Build only part K of N (e.g. 3/8) of an image folder or list file, to join with `alexpipe
+    /// merge`: each machine of a cluster builds one part of the same INPUT.
+    #[arg(long)]
+    pub part: Option<crate::part::PartSpec>,
     /// Recompute the statistics of the existing dataset INPUT (no OUT); the same as `alexpipe stats`.
-    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "label_key", "image_column", "label_column", "mode", "quality", "max_side", "draft", "shard_size", "strict", "format"])]
+    #[arg(long, conflicts_with_all = ["out", "root", "class_names", "label_key", "image_column", "label_column", "mode", "quality", "max_side", "draft", "shard_size", "strict", "format", "part"])]
     pub stats_only: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -211,6 +229,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Convert(args) => convert(args),
         Command::Verify(args) => verify(args),
         Command::Info(args) => info(args),
+        Command::Merge(args) => merge(args),
     }
 }
 
@@ -252,6 +271,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         strict: args.strict,
         max_pixels: args.max_pixels,
         format: args.format,
+        part: args.part,
     };
     let (inputs, kind) = discover(&cfg)?;
     let bar = progress::bar_or_spinner(inputs.len, "images", !args.output.quiet);
@@ -376,6 +396,42 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
         if let Some(text) = provenance {
             print!("{text}");
         }
+    }
+    Ok(())
+}
+
+fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let Some((out, parts)) = args.dirs.split_last() else {
+        bail!("usage: alexpipe merge PART... OUT");
+    };
+    let bar = progress::spinner("records", !args.output.quiet);
+    let summary = crate::shards::merge_parts(parts, out, &|n| bar.inc(n));
+    bar.finish_and_clear();
+    let summary = summary?;
+    if args.output.json {
+        let json = serde_json::json!({
+            "out": summary.out,
+            "parts": summary.parts,
+            "records": summary.manifest.num_records,
+            "rejected": summary.manifest.rejected,
+            "shards_linked": summary.linked,
+            "shards_copied": summary.copied,
+            "records_repacked": summary.repacked,
+            "elapsed_secs": summary.elapsed_secs,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!(
+            "merged {} parts into {}: {} records, {} rejected; {} shards hard-linked, {} copied, {} records re-packed, in {:.2} s",
+            summary.parts,
+            summary.out.display(),
+            summary.manifest.num_records,
+            summary.manifest.rejected,
+            summary.linked,
+            summary.copied,
+            summary.repacked,
+            summary.elapsed_secs
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod format;
 mod manifest;
+mod merge;
 mod reader;
 mod writer;
 
@@ -13,7 +14,8 @@ pub use manifest::{
     seal_manifest, FileInfo, Manifest, ShardInfo, StatsInfo, CHECKSUM_KEY, FORMAT_NAME,
     FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
 };
+pub use merge::{merge_parts, MergeSummary};
 pub use reader::ShardSource;
 #[cfg(feature = "hdf5")]
 pub(crate) use writer::tsv_path;
-pub use writer::DatasetWriter;
+pub use writer::{Adopted, DatasetWriter};

@@ -20,6 +20,7 @@ use super::manifest::{
 };
 use crate::atomic_file::sync_dir;
 use crate::error::{Error, IoContext, Result};
+use crate::part::{encode_npy_u64, PartInfo, PART_FILE, PIXEL_SUM_FILE};
 use crate::prep::RejectReason;
 use crate::sink::DatasetSink;
 use crate::source::{BuildInfo, DatasetInfo, Mode};
@@ -247,7 +248,19 @@ pub struct DatasetWriter {
     rejects: BufWriter<fs::File>,
     records: u64,
     rejected: u64,
+    /// Files beside the standard ones (a part's sums), listed in the manifest's `files`.
+    extra_files: Vec<String>,
     committed: bool,
+}
+
+/// How [`DatasetWriter::adopt_shard`] brought a shard file in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// Hard-linked: the file was already byte for byte what the dataset needs.
+    Linked,
+    /// Copied whole (in the kernel, `copy_file_range`), its header and record table rewritten
+    /// for the records' new dataset indices; the records themselves untouched.
+    Copied,
 }
 
 impl DatasetWriter {
@@ -288,6 +301,7 @@ impl DatasetWriter {
             rejects,
             records: 0,
             rejected: 0,
+            extra_files: Vec::new(),
             committed: false,
         })
     }
@@ -312,14 +326,29 @@ impl DatasetWriter {
             });
         }
         let index = self.records;
+        if let Some(w) = self.current.as_mut() {
+            w.push(label, index, bytes)?;
+        }
+        self.note_record(label, rel)?;
+        if self.current.as_ref().is_some_and(|w| w.is_full()) {
+            self.close_shard()?;
+        }
+        Ok(index)
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Lists the record just stored in the last shard in `index.tsv` and the class counts.
+    fn note_record(&mut self, label: u32, rel: &Path) -> Result<()> {
+        let index = self.records;
         let shard = self
             .shards
             .last()
             .map(|s| s.file.clone())
             .unwrap_or_default();
-        if let Some(w) = self.current.as_mut() {
-            w.push(label, index, bytes)?;
-        }
         let class = self
             .classes
             .get(label as usize)
@@ -335,10 +364,60 @@ impl DatasetWriter {
             *c += 1;
         }
         self.records += 1;
-        if self.current.as_ref().is_some_and(|w| w.is_full()) {
-            self.close_shard()?;
+        Ok(())
+    }
+
+    /// Takes the whole shard file `src` (described by `info` in its own dataset, whose records
+    /// are `records`: label and input name each) as the next shard, when the dataset is at a shard
+    /// boundary: hard-linked where it is already right (its records keep their indices) and the
+    /// filesystem allows, else copied with its header and table rewritten for the new indices.
+    /// The records are never decoded or re-encoded. The caller checks that `src` holds a whole
+    /// shard of this dataset (`shard_size` records, or the dataset's last).
+    pub fn adopt_shard(
+        &mut self,
+        src: &Path,
+        info: &ShardInfo,
+        records: &[(u32, PathBuf)],
+    ) -> Result<Adopted> {
+        if self.current.is_some()
+            || !self.records.is_multiple_of(self.shard_size)
+            || info.num_records != records.len() as u64
+        {
+            return Err(Error::Internal(format!(
+                "{}: a shard taken whole off a shard boundary",
+                src.display()
+            )));
         }
-        Ok(index)
+        let file = format!("shard-{:05}.bin", self.shards.len());
+        let dst = self.partial.join(&file);
+        let (adopted, crc) =
+            if info.first_record == self.records && fs::hard_link(src, &dst).is_ok() {
+                (Adopted::Linked, info.crc32c)
+            } else {
+                (
+                    Adopted::Copied,
+                    copy_reindexed(src, &dst, info, self.records)?,
+                )
+            };
+        self.shards.push(ShardInfo {
+            file,
+            first_record: self.records,
+            num_records: info.num_records,
+            bytes: info.bytes,
+            crc32c: crc,
+        });
+        for (label, rel) in records {
+            self.note_record(*label, rel)?;
+        }
+        Ok(adopted)
+    }
+
+    /// Writes `bytes` as the file `name` of the dataset, listed in the manifest's `files` (a
+    /// part's statistic sums).
+    pub fn add_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        crate::atomic_file::write(&self.partial.join(name), bytes)?;
+        self.extra_files.push(name.into());
+        Ok(())
     }
 
     /// Lists `rel` in `rejects.tsv`.
@@ -396,6 +475,8 @@ impl DatasetWriter {
         crate::atomic_file::write(&self.partial.join(MEAN_IMAGE_FILE), &npy)?;
         let files = [INDEX_FILE, REJECTS_FILE, MEAN_IMAGE_FILE]
             .iter()
+            .copied()
+            .chain(self.extra_files.iter().map(String::as_str))
             .map(|f| file_info(&self.partial, f))
             .collect::<Result<Vec<_>>>()?;
         let manifest = Manifest {
@@ -442,6 +523,55 @@ impl DatasetWriter {
         }
         Ok(manifest)
     }
+}
+
+/// Copies the shard file `src` (`info` in its dataset) to `dst` with its records renumbered from
+/// `first_record`: the header and table are rewritten, the data region is copied as it is.
+/// Returns the new file's CRC-32C, derived from the source's listed CRC (not from the bytes read),
+/// so a source damaged since it was written still fails `verify` after the copy.
+fn copy_reindexed(src: &Path, dst: &Path, info: &ShardInfo, first_record: u64) -> Result<u32> {
+    use std::os::unix::fs::FileExt;
+    fs::copy(src, dst).at(dst)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dst)
+        .at(dst)?;
+    let mut head = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut head, 0).at(dst)?;
+    let mut header = ShardHeader::decode(&head, src)?;
+    let mut prefix = vec![0u8; header.data_offset as usize];
+    file.read_exact_at(&mut prefix, 0).at(dst)?;
+    let table_end = HEADER_LEN + header.count as usize * ENTRY_LEN;
+    let table = prefix.get(HEADER_LEN..table_end).ok_or_else(|| {
+        Error::format(
+            src,
+            "record table runs past the data offset; rebuild the part",
+        )
+    })?;
+    if crc32c::crc32c(table) != header.table_crc {
+        return Err(Error::corrupt(
+            src,
+            "record table fails its checksum; rebuild the part",
+        ));
+    }
+    let mut new_table = Vec::with_capacity(table.len());
+    for (i, chunk) in table.chunks_exact(ENTRY_LEN).enumerate() {
+        let mut entry = Entry::decode(chunk);
+        entry.global_index = first_record + i as u64;
+        new_table.extend_from_slice(&entry.encode());
+    }
+    header.table_crc = crc32c::crc32c(&new_table);
+    let mut new_prefix = header.encode().to_vec();
+    new_prefix.extend_from_slice(&new_table);
+    new_prefix.resize(prefix.len(), 0);
+    file.write_all_at(&new_prefix, 0).at(dst)?;
+    file.sync_all().at(dst)?;
+    // CRC-32C is linear: for prefixes P, P' of one length and data D,
+    // crc(P'‖D) = crc(P‖D) ⊕ shift(crc(P) ⊕ crc(P'), |D|), the shift being crc32c_combine's.
+    let data_len = (info.bytes - header.data_offset) as usize;
+    let delta = crc32c::crc32c(&prefix) ^ crc32c::crc32c(&new_prefix);
+    Ok(info.crc32c ^ crc32c::crc32c_combine(delta, 0, data_len))
 }
 
 /// Atomically exchanges two directories (Linux `renameat2(RENAME_EXCHANGE)`).
@@ -493,6 +623,22 @@ impl DatasetSink for DatasetWriter {
     }
 
     fn commit(self: Box<Self>, stats: &Stats, build: BuildInfo) -> Result<DatasetInfo> {
+        Ok(DatasetWriter::commit(*self, stats, build)?.dataset_info(true))
+    }
+
+    fn commit_part(
+        mut self: Box<Self>,
+        stats: &Stats,
+        build: BuildInfo,
+        part: &PartInfo,
+        pixel_sum: &[u64],
+    ) -> Result<DatasetInfo> {
+        let s = self.size as usize;
+        self.add_file(PIXEL_SUM_FILE, &encode_npy_u64(&[s, s, 3], pixel_sum))?;
+        let mut json = serde_json::to_vec_pretty(part)
+            .map_err(|e| Error::Internal(format!("cannot write {PART_FILE}: {e}")))?;
+        json.push(b'\n');
+        self.add_file(PART_FILE, &json)?;
         Ok(DatasetWriter::commit(*self, stats, build)?.dataset_info(true))
     }
 }
