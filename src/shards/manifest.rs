@@ -213,8 +213,14 @@ impl Manifest {
                 Error::io(&path, e)
             }
         })?;
-        check_seal(&text, &path)?;
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        Manifest::parse(&text, &path)
+    }
+
+    /// Checks and parses the bytes of a `manifest.json` (read from `path`, or fetched from the
+    /// URL `path` names), exactly as [`Manifest::read`] does.
+    pub fn parse(text: &[u8], path: &Path) -> Result<Manifest> {
+        check_seal(text, path)?;
+        let m: Manifest = serde_json::from_slice(text).map_err(|e| {
             Error::format(
                 &path,
                 format!("invalid manifest ({e}); rebuild the dataset"),

@@ -14,6 +14,7 @@ pub use manifest::{
     FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE, STATS_UNITS,
 };
 pub use reader::ShardSource;
+pub(crate) use reader::{open_shard, read_shard_pixels, stats_from_mean_image, Shard};
 #[cfg(feature = "hdf5")]
 pub(crate) use writer::tsv_path;
 pub use writer::DatasetWriter;
