@@ -39,7 +39,7 @@ SHARD_SIZE = 256
 def build(corpus, out, mode, size, shard_size):
     if not (out / "manifest.json").exists():
         subprocess.run([str(BIN), "--quiet", str(corpus), str(out), "--size", str(size), "--mode", mode,
-                        "--shard-size", str(shard_size)], check=True)
+                        "--shard-size", str(shard_size)], check=True, stdout=subprocess.DEVNULL)
 
 
 def write_tars(jpeg_ds, out, per_tar):
@@ -57,11 +57,11 @@ def write_tars(jpeg_ds, out, per_tar):
     return sorted(p.name for p in out.glob("*.tar"))
 
 
-def alexpipe_epochs(source, epochs, **remote):
+def alexpipe_epochs(source, epochs, crop, batch, **remote):
     """Images per second of each epoch of one loader (epoch 0 first)."""
     import alexpipe
 
-    loader = alexpipe.Loader(source, batch_size=BATCH, threads=CORES, order="shards", shard_window=4, **remote)
+    loader = alexpipe.Loader(source, batch_size=batch, crop=crop, threads=CORES, order="shards", shard_window=4, **remote)
     rates = []
     for e in range(epochs):
         loader.set_epoch(e)
@@ -70,7 +70,7 @@ def alexpipe_epochs(source, epochs, **remote):
     return rates
 
 
-def webdataset_epoch(urls, size, crop):
+def webdataset_epoch(urls, size, crop, batch):
     import numpy as np
     import torch
     import webdataset as wds
@@ -88,7 +88,7 @@ def webdataset_epoch(urls, size, crop):
         return torch.from_numpy(((a - mean) / std).transpose(2, 0, 1).copy())
 
     ds = (wds.WebDataset(urls, shardshuffle=len(urls), nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, empty_check=False)
-          .shuffle(1000).decode("pil").to_tuple("jpg", "cls").map_tuple(augment, int).batched(BATCH, partial=True))
+          .shuffle(1000).decode("pil").to_tuple("jpg", "cls").map_tuple(augment, int).batched(batch, partial=True))
     loader = wds.WebLoader(ds, batch_size=None, num_workers=CORES)
     t = time.perf_counter()
     n = sum(images.shape[0] for images, _ in loader)
@@ -101,9 +101,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
-    size, crop, shard_size = 256, 224, SHARD_SIZE
+    size, crop, shard_size, batch = 256, 224, SHARD_SIZE, BATCH
     if args.smoke:
-        args.count, args.reps, size, crop, shard_size = 64, 1, 64, 56, 16
+        args.count, args.reps, size, crop, shard_size, batch = 64, 1, 64, 56, 16, 16
     work = ROOT / "target" / ("stream-bench-smoke" if args.smoke else "stream-bench")
     corpus = work / "corpus"
     subprocess.run([sys.executable, str(ROOT / "benches" / "make_corpus.py"), str(corpus), "--count", str(args.count)],
@@ -117,20 +117,20 @@ def main():
         for mode in ("raw", "jpeg"):
             local, cold, warm = [], [], []
             for rep in range(args.reps):
-                local.append(alexpipe_epochs(str(www / mode), 2)[1])
+                local.append(alexpipe_epochs(str(www / mode), 2, crop, batch)[1])
                 cache = Path(tmp) / f"cache-{mode}-{rep}"
                 before = requests_for(log, f"/{mode}/shard-")
-                c, w = alexpipe_epochs(f"{base}/{mode}/", 2, cache_dir=str(cache))
+                c, w = alexpipe_epochs(f"{base}/{mode}/", 2, crop, batch, cache_dir=str(cache))
                 fetched = requests_for(log, f"/{mode}/shard-") - before
                 cold.append(c)
                 warm.append(w)
                 shutil.rmtree(cache)
             results[mode] = (max(local), max(cold), max(warm), fetched)
         urls = [f"{base}/tars/{t}" for t in tars]
-        wds_rates = [webdataset_epoch(urls, size, crop) for _ in range(args.reps)]
+        wds_rates = [webdataset_epoch(urls, size, crop, batch) for _ in range(args.reps)]
     wds_best = max(wds_rates)
-    print(f"streaming benchmark: {args.count} images, {size} px, crop {crop}, batches of {BATCH}, "
-          f"{CORES} threads/workers, best of {args.reps}; nginx on 127.0.0.1")
+    print(f"streaming benchmark: {args.count} images, {size} px, crop {crop}, "
+          f"batches of {batch}, {CORES} threads/workers, best of {args.reps}; nginx on 127.0.0.1")
     print(f"{'':>6} {'local':>10} {'cold':>10} {'warm':>10} {'warm/local':>11} {'cold/WDS':>9}  shard GETs/2 epochs")
     for mode, (local, cold, warm, fetched) in results.items():
         print(f"{mode:>6} {local:>10.0f} {cold:>10.0f} {warm:>10.0f} {warm / local:>10.1%} {cold / wds_best:>8.2f}x  {fetched}")

@@ -286,7 +286,7 @@ mod tests {
         // Runs of two shards: at any point of the epoch, at most two shards are between their
         // first and last record (a cache of two shards serves it), and every shard's records
         // come together in one stretch.
-        let mut span = vec![(usize::MAX, 0usize); 11];
+        let mut span = [(usize::MAX, 0usize); 11];
         for (at, &p) in order.iter().enumerate() {
             let s = &mut span[unit_of(p)];
             *s = (s.0.min(at), s.1.max(at));

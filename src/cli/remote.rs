@@ -12,7 +12,7 @@ use crate::remote::{parse_bytes, RemoteOptions};
 #[derive(Args, Debug, Clone, Default)]
 pub struct RemoteArgs {
     /// A dataset at an http(s):// or s3:// URL: the local cache directory for its shards
-    /// [default: $XDG_CACHE_HOME/alexpipe/<digest of the URL>, else ~/.cache/alexpipe/...].
+    /// [default: $XDG_CACHE_HOME/alexpipe/DIGEST-OF-THE-URL, else ~/.cache/alexpipe/...].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// A dataset at a URL: the most bytes its cache holds (e.g. 512M, 16G; at least the largest

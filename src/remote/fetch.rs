@@ -185,20 +185,21 @@ impl Fetcher {
                 let _slot = self.slot();
                 self.attempt(name, limit, expected_len, consume)
             };
-            let wait =
-                match outcome {
-                    Attempt::Done => return Ok(()),
-                    Attempt::Fatal(why) => return Err(Error::Remote {
+            let wait = match outcome {
+                Attempt::Done => return Ok(()),
+                Attempt::Fatal(why) => {
+                    return Err(Error::Remote {
                         url,
                         msg: format!(
                             "{why} (not retried: check the URL, the bucket and the credentials)"
                         ),
-                    }),
-                    Attempt::Retry(why, after) => {
-                        last = why;
-                        after
-                    }
-                };
+                    })
+                }
+                Attempt::Retry(why, after) => {
+                    last = why;
+                    after
+                }
+            };
             if attempt + 1 < self.policy.attempts {
                 let bound = self.policy.delay_bound(attempt);
                 let jittered = self.lock_jitter().random_range(Duration::ZERO..=bound);

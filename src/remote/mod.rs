@@ -3,13 +3,13 @@
 //! through a bounded local cache. [`RemoteShards`] is a [`RecordSource`] like the local
 //! [`crate::shards::ShardSource`]: `manifest.json` and the mean image are fetched and checked as a
 //! local open checks them; each shard is fetched whole into the cache directory
-//! ([`cache`]), checked against the CRC-32C the manifest gives it, and its header and record
+//! (`cache.rs`), checked against the CRC-32C the manifest gives it, and its header and record
 //! table checked before any record of it is served; every record is then read with `pread` and
 //! checked against its own CRC on every read, as locally. A cached copy found damaged is fetched
 //! again once. The epoch's order ([`RecordSource::plan_reads`]) drives a prefetch of the shards
 //! the coming batches need, in order. `docs/STREAMING.md` describes it for users.
 //!
-//! Backends sit behind one seam ([`store`]): [`http`] and [`s3`]; the fetcher ([`fetch`]) retries,
+//! Backends sit behind one seam (`store.rs`): `http.rs` and `s3.rs`; the fetcher (`fetch.rs`) retries,
 //! bounds the requests in flight and times out.
 
 mod cache;
