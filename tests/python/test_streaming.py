@@ -248,3 +248,24 @@ def test_shard_order_resumes_exactly(served):
     # A state of the global order does not resume a shard-order loader (and the other way).
     with pytest.raises(ValueError, match="order"):
         alexpipe.Loader(str(root / "ds"), **dict(opts, order="global")).load_state_dict(state)
+
+
+def test_the_command_line_opens_urls(served, tmp_path):
+    import json
+    import subprocess
+
+    from conftest import ROOT
+
+    root, base, _ = served
+    alexpipe_bin = ROOT / "target" / "release" / "alexpipe"
+    cache = tmp_path / "cli"
+    out = subprocess.run([str(alexpipe_bin), "info", f"{base}/ds/", "--json", "--cache-dir", str(cache), "--cache-bytes", "1M"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["num_records"] == len(alexpipe.Dataset(str(root / "ds")))
+    ok = subprocess.run([str(alexpipe_bin), "verify", f"{base}/ds/", "--cache-dir", str(cache)], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "ok" in ok.stdout, ok.stderr
+    small = subprocess.run([str(alexpipe_bin), "info", f"{base}/ds/", "--cache-dir", str(tmp_path / "s"), "--cache-bytes", "1K"],
+                           capture_output=True, text=True, timeout=120)
+    assert small.returncode != 0 and "cannot hold shard" in small.stderr, small.stderr
+    assert "panicked" not in small.stderr
