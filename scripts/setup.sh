@@ -2,6 +2,7 @@
 # Idempotent set-up for a fresh Debian machine with the Rust toolchain and Python 3:
 #  - cmake and nasm, to build the bundled libjpeg-turbo (turbojpeg-sys) with its SIMD code;
 #  - libhdf5-dev and pkg-config, for the `hdf5` cargo feature (HDF5 input/output, hdf5-metno);
+#  - nginx, which the streaming tests start on 127.0.0.1 with a config of their own;
 #  - Debian's dataset-fashion-mnist (real labelled images for the trainer's "does it learn" test);
 #  - .venv with the Python packages of requirements-dev.txt (test oracles, real photos, and
 #    torch==2.11.0, whose libtorch the trainer links: tch 0.24 expects exactly that version);
@@ -25,6 +26,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# nginx: the web server the streaming tests and benchmark serve datasets from (127.0.0.1, own config).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 pkg-config --exists hdf5 2>/dev/null || [ -f /usr/include/hdf5/serial/hdf5.h ] || need+=(libhdf5-dev)
 if ((${#need[@]})); then apt_install "${need[@]}"; fi
 

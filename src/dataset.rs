@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::hdf5::{is_hdf5_file, H5Keys};
 use crate::prep::ResizeCrop;
+use crate::remote::{is_remote, RemoteOptions, RemoteShards};
 use crate::shards::ShardSource;
 use crate::source::{DatasetInfo, Mode, Record, RecordRef, RecordSource};
 use crate::stats::Stats;
@@ -21,13 +22,24 @@ pub struct Dataset {
 
 impl Dataset {
     /// Opens and validates the dataset at `path`, statistics included. A file with an HDF5
-    /// signature opens as [`Dataset::open_hdf5`] with the default keys.
+    /// signature opens as [`Dataset::open_hdf5`] with the default keys; an `http(s)://` or
+    /// `s3://` URL as [`Dataset::open_remote`] with the default [`RemoteOptions`].
     pub fn open(path: impl AsRef<Path>) -> Result<Dataset> {
         let path = path.as_ref();
+        if let Some(url) = remote_url(path) {
+            return Self::open_remote(url, &RemoteOptions::default());
+        }
         if is_hdf5_file(path) {
             return Self::open_hdf5(path, &H5Keys::default());
         }
         let (source, stats) = ShardSource::open(path, true)?;
+        Ok(Self::from_source(Box::new(source), stats))
+    }
+
+    /// Opens the shard dataset at `url` (`https://host/path/ds/`, `s3://bucket/prefix/ds/`),
+    /// statistics included, reading its shards through a local cache (see [`crate::remote`]).
+    pub fn open_remote(url: &str, options: &RemoteOptions) -> Result<Dataset> {
+        let (source, stats) = RemoteShards::open(url, options, true)?;
         Ok(Self::from_source(Box::new(source), stats))
     }
 
@@ -43,6 +55,10 @@ impl Dataset {
     /// reading images without normalising them.
     pub fn open_without_stats(path: impl AsRef<Path>) -> Result<Dataset> {
         let path = path.as_ref();
+        if let Some(url) = remote_url(path) {
+            let (source, _) = RemoteShards::open(url, &RemoteOptions::default(), false)?;
+            return Ok(Self::from_source(Box::new(source), None));
+        }
         if is_hdf5_file(path) {
             let mut ds = Self::open_hdf5(path, &H5Keys::default())?;
             ds.stats = None;
@@ -147,4 +163,20 @@ impl Dataset {
     pub fn verify(&self) -> Result<u64> {
         self.source.verify()
     }
+
+    /// The first record of each storage unit (shard), if the storage has units.
+    pub fn units(&self) -> Option<&[u64]> {
+        self.source.units()
+    }
+
+    /// Tells the storage which records an epoch will read, in order (a remote source prefetches
+    /// their shards).
+    pub fn plan_reads(&self, order: &[usize]) {
+        self.source.plan_reads(order)
+    }
+}
+
+/// `path` as a URL, when it is one ([`crate::remote::is_remote`]).
+pub fn remote_url(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| is_remote(s))
 }

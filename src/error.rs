@@ -49,6 +49,16 @@ pub enum Error {
         /// The dataset.
         location: PathBuf,
     },
+    /// A remote store (HTTP, S3) did not serve a file of a dataset: it refused (403, 404), or
+    /// kept failing (429, 5xx, resets, timeouts, bodies cut short or failing their checksum) until
+    /// the retries were spent.
+    #[error("{url}: {msg}")]
+    Remote {
+        /// The file's URL.
+        url: String,
+        /// What went wrong (the last time), and what to do.
+        msg: String,
+    },
     /// A capability this build of alexpipe lacks (a cargo feature that was off).
     #[error("{0}")]
     Unsupported(String),

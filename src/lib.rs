@@ -9,6 +9,7 @@
 //!   output implements); the formats beside each other: [`shards`] (the checksummed shard
 //!   format) and [`hdf5`] (HDF5 files, `--features hdf5`). A new input or output format is a new
 //!   module here implementing those traits.
+//! - [`remote`]: shard datasets over HTTP(S) and S3, through a bounded local cache.
 //! - [`dataset`]: an opened dataset, one source and its statistics.
 //! - [`build`](mod@build) (§2): the parallel offline build, inputs → one sink (`alexpipe build`).
 //! - [`part`]: one part of a build spread over machines (`--part K/N`), joined exactly by
@@ -35,6 +36,7 @@ pub mod loader;
 pub mod part;
 pub mod prep;
 pub mod progress;
+pub mod remote;
 pub mod sampler;
 pub mod seed;
 pub mod shards;
@@ -55,6 +57,8 @@ pub use hdf5::H5Keys;
 pub use loader::{
     Batch, Eigenbasis, Epoch, Layout, Loader, LoaderConfig, MeanMode, Next, Normalization,
 };
+pub use remote::RemoteOptions;
+pub use sampler::Order;
 pub use source::{DatasetInfo, Mode};
 pub use state::LoaderState;
 pub use stats::Stats;

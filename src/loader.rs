@@ -27,7 +27,7 @@ use crate::augment::{
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::prep::{center_crop_offset, ResizeCrop};
-use crate::sampler::{rng_for, train_params, Sampler};
+use crate::sampler::{rng_for, shard_aware_order, train_params, Order, Sampler};
 use crate::state::{Digest, LoaderState, STATE_VERSION};
 use crate::stats::Stats;
 use crate::window::{read_window, Geometry, WindowScratch};
@@ -174,6 +174,8 @@ pub struct LoaderConfig {
     pub train: bool,
     /// A new random order every epoch.
     pub shuffle: bool,
+    /// How the random order is drawn: over all records, or shard-aware (for streaming).
+    pub order: Order,
     /// Seed of every random choice.
     pub seed: u64,
     /// Drop the final partial batch.
@@ -210,6 +212,7 @@ impl Default for LoaderConfig {
             batch_size: 128,
             train: true,
             shuffle: true,
+            order: Order::Global,
             seed: 0,
             drop_last: true,
             threads: 0,
@@ -397,6 +400,16 @@ impl Loader {
                 "rank {} must be below world_size {}",
                 config.rank, config.world_size
             ));
+        }
+        if let Order::Shards { window } = config.order {
+            if window == 0 || dataset.units().is_none() {
+                return usage(format!(
+                    "order \"shards\" needs a shard window of at least 1 and a dataset stored in \
+                     shards ({} is {}, window {window}); use order \"global\"",
+                    dataset.location().display(),
+                    dataset.info().format
+                ));
+            }
         }
         if config.ten_crop && config.train {
             return usage("ten_crop is for evaluation: set train = false".into());
@@ -591,12 +604,13 @@ impl Loader {
     /// Starts the workers for the current epoch and returns its batches in order. The epoch owns
     /// what it needs: it can outlive this borrow and move to another thread (e.g. a Python iterator).
     pub fn iter(&self) -> Epoch {
-        let mut indices = self.sampler().indices_from(self.epoch, self.position);
+        let mut indices = self.sampler().split(&self.epoch_order(), self.position);
         if let Some(subset) = &self.subset {
             for i in &mut indices {
                 *i = subset[*i];
             }
         }
+        self.dataset.plan_reads(&indices);
         let indices = Arc::new(indices);
         let batches = self.len();
         let workers = self.threads().min(batches.max(1));
@@ -643,6 +657,20 @@ impl Loader {
             handles,
             waited: Duration::ZERO,
             start: self.start_state(),
+        }
+    }
+
+    /// The current epoch's global order over the loader's records (positions of the subset, if
+    /// it has one).
+    fn epoch_order(&self) -> Vec<usize> {
+        let sampler = self.sampler();
+        match (self.config.order, self.dataset.units()) {
+            (Order::Shards { window }, Some(units)) if sampler.shuffle => {
+                let record = |p: usize| self.subset.as_ref().map_or(p, |s| s[p]) as u64;
+                let unit_of = |p: usize| units.partition_point(|&first| first <= record(p)) - 1;
+                shard_aware_order(sampler.seed, self.epoch, sampler.len, window, &unit_of)
+            }
+            _ => sampler.epoch_order(self.epoch),
         }
     }
 
@@ -707,9 +735,13 @@ fn recipe(
             ops.describe()
         ),
     };
+    let order = config
+        .order
+        .word()
+        .map_or(String::new(), |w| format!(" {w}"));
     format!(
         "train={} shuffle={} drop_last={} crop={} flip={} lighting={} ten_crop={} layout={layout} \
-         mean={mean} norm={}{recipe}",
+         mean={mean} norm={}{recipe}{order}",
         config.train,
         config.shuffle,
         config.drop_last,

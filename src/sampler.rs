@@ -18,6 +18,80 @@ pub fn rng_for(seed: u64, epoch: u64, stream: u64) -> ChaCha8Rng {
 
 /// Stream id of the epoch permutation (sample streams are the dataset indices).
 const PERMUTATION_STREAM: u64 = u64::MAX;
+/// Stream id of the shard-aware order ([`shard_aware_order`]).
+const SHARD_ORDER_STREAM: u64 = u64::MAX - 1;
+
+/// How an epoch's global order is drawn when shuffling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// A permutation of every record ([`Sampler::epoch_order`]): each batch touches records all
+    /// over the dataset.
+    #[default]
+    Global,
+    /// The shards in a random order, then the records of each `window` consecutive shards of it
+    /// shuffled together ([`shard_aware_order`]): a streaming cache then holds about `window`
+    /// shards at a time instead of the whole dataset.
+    Shards {
+        /// Shards whose records are shuffled together (at least 1).
+        window: usize,
+    },
+}
+
+impl Order {
+    /// The order's word in a loader state's recipe (`None` for the global order, so that states
+    /// saved before shard-aware orders existed keep their words).
+    pub fn word(self) -> Option<String> {
+        match self {
+            Order::Global => None,
+            Order::Shards { window } => Some(format!("order=shards:{window}")),
+        }
+    }
+}
+
+/// The shard-aware order of an epoch over positions `0..len` of a loader's records, position `p`
+/// being stored in unit (shard) `unit_of(p)`: the units are put in a random order, then cut into
+/// runs of `window` units, and the positions of each run are shuffled together (Fisher–Yates), run
+/// after run — all from (seed, epoch) alone, like [`Sampler::epoch_order`]. Every position comes
+/// exactly once. A reader of this order needs about `window` shards at a time (two runs at a run's
+/// boundary); within a run, records of different shards are mixed, as WebDataset's shuffle
+/// buffer and MosaicML Streaming's shuffle blocks mix theirs.
+pub fn shard_aware_order(
+    seed: u64,
+    epoch: u64,
+    len: usize,
+    window: usize,
+    unit_of: &dyn Fn(usize) -> usize,
+) -> Vec<usize> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut slot: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for p in 0..len {
+        let g = *slot.entry(unit_of(p)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(p);
+    }
+    // The groups in the order their units first appear, so the draw does not depend on hashing.
+    let mut rng = rng_for(seed, epoch, SHARD_ORDER_STREAM);
+    let mut shuffled: Vec<usize> = (0..groups.len()).collect();
+    fisher_yates(&mut shuffled, &mut rng);
+    let mut order = Vec::with_capacity(len);
+    for run in shuffled.chunks(window.max(1)) {
+        let from = order.len();
+        for &g in run {
+            order.extend_from_slice(&groups[g]);
+        }
+        fisher_yates(&mut order[from..], &mut rng);
+    }
+    order
+}
+
+fn fisher_yates(items: &mut [usize], rng: &mut ChaCha8Rng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i);
+        items.swap(i, j);
+    }
+}
 
 /// Which records an epoch visits, in which order, on this rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +130,7 @@ impl Sampler {
         let mut order: Vec<usize> = (0..self.len).collect();
         if self.shuffle {
             let mut rng = rng_for(self.seed, epoch, PERMUTATION_STREAM);
-            // Fisher–Yates.
-            for i in (1..order.len()).rev() {
-                let j = rng.random_range(0..=i);
-                order.swap(i, j);
-            }
+            fisher_yates(&mut order, &mut rng);
         }
         order
     }
@@ -83,7 +153,13 @@ impl Sampler {
     /// other world size splits the rest among its ranks, each record of it once, plus at most
     /// `world - 1` padding repeats. `start ≥ len`: nothing is left.
     pub fn indices_from(&self, epoch: u64, start: usize) -> Vec<usize> {
-        let order = self.epoch_order(epoch);
+        self.split(&self.epoch_order(epoch), start)
+    }
+
+    /// This rank's part of `order` (an epoch's global order of `len` positions, such as
+    /// [`shard_aware_order`]'s) from position `start` on, split and padded exactly as
+    /// [`Sampler::indices_from`] splits [`Sampler::epoch_order`].
+    pub fn split(&self, order: &[usize], start: usize) -> Vec<usize> {
         let start = start.min(self.len);
         let world = self.world_size.max(1);
         if world == 1 {
@@ -191,6 +267,103 @@ mod tests {
             // Disjoint up to the padding: exactly `padding` indices appear twice.
             assert_eq!(parts.concat().len() - len, padding);
         }
+    }
+
+    /// 103 records in shards of 10 (the last one short).
+    fn unit_of(p: usize) -> usize {
+        p / 10
+    }
+
+    #[test]
+    fn shard_aware_order_is_a_deterministic_permutation_that_reads_few_shards_at_a_time() {
+        let order = shard_aware_order(7, 3, 103, 2, &unit_of);
+        assert_eq!(order, shard_aware_order(7, 3, 103, 2, &unit_of));
+        assert_ne!(order, shard_aware_order(7, 4, 103, 2, &unit_of));
+        assert_ne!(order, shard_aware_order(8, 3, 103, 2, &unit_of));
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..103).collect::<Vec<_>>(), "every record once");
+        // Runs of two shards: at any point of the epoch, at most two shards are between their
+        // first and last record (a cache of two shards serves it), and every shard's records
+        // come together in one stretch.
+        let mut span = [(usize::MAX, 0usize); 11];
+        for (at, &p) in order.iter().enumerate() {
+            let s = &mut span[unit_of(p)];
+            *s = (s.0.min(at), s.1.max(at));
+        }
+        for at in 0..order.len() {
+            let open = span.iter().filter(|(a, b)| (*a..=*b).contains(&at)).count();
+            assert!(open <= 2, "{open} shards open at position {at}");
+        }
+        for (u, (a, b)) in span.iter().enumerate() {
+            assert!(b - a < 20, "shard {u} spread over positions {a}..={b}");
+        }
+        // Records are mixed within a run, not read shard after shard.
+        let first: std::collections::HashSet<usize> =
+            order[..10].iter().map(|&p| unit_of(p)).collect();
+        assert_eq!(first.len(), 2, "{:?}", &order[..10]);
+        // Without shuffling, the loader never asks (the order is sequential); a window of one
+        // shard reads shards one at a time, their records shuffled.
+        let one = shard_aware_order(7, 3, 103, 1, &unit_of);
+        for w in one.chunks(10).take(10) {
+            let units: std::collections::HashSet<usize> = w.iter().map(|&p| unit_of(p)).collect();
+            assert!(units.len() <= 2);
+        }
+    }
+
+    #[test]
+    fn shard_aware_order_splits_and_resumes_like_the_global_order() {
+        let order = shard_aware_order(1, 2, 103, 3, &unit_of);
+        for world in [1, 2, 3, 4] {
+            let ranks: Vec<Sampler> = (0..world)
+                .map(|rank| Sampler {
+                    len: 103,
+                    shuffle: true,
+                    seed: 1,
+                    rank,
+                    world_size: world,
+                })
+                .collect();
+            let parts: Vec<Vec<usize>> = ranks.iter().map(|s| s.split(&order, 0)).collect();
+            let mut all = parts.concat();
+            all.sort();
+            all.dedup();
+            assert_eq!(
+                all,
+                (0..103).collect::<Vec<_>>(),
+                "world {world} covers the epoch"
+            );
+            // Rank r takes positions r, r + world, ... of the shard-aware order.
+            for (r, part) in parts.iter().enumerate() {
+                assert_eq!(part[0], order[r]);
+            }
+            // Resuming at a multiple of world gives each rank the tail of its part.
+            for (s, part) in ranks.iter().zip(&parts) {
+                let consumed = 4 * world;
+                assert_eq!(s.split(&order, consumed), part[4..].to_vec());
+            }
+        }
+        // Under a new world size the rest is split among the new ranks: each record of it once
+        // (plus padding).
+        let rest: Vec<usize> = (0..3)
+            .flat_map(|rank| {
+                Sampler {
+                    len: 103,
+                    shuffle: true,
+                    seed: 1,
+                    rank,
+                    world_size: 3,
+                }
+                .split(&order, 40)
+            })
+            .collect();
+        let mut rest_sorted = rest.clone();
+        rest_sorted.sort();
+        rest_sorted.dedup();
+        let mut want = order[40..].to_vec();
+        want.sort();
+        assert_eq!(rest_sorted, want);
+        assert!(rest.len() - want.len() < 3);
     }
 
     #[test]

@@ -158,6 +158,17 @@ pub trait RecordSource: Send + Sync {
     /// Checks every byte the source vouches for; returns the number of records checked.
     fn verify(&self) -> Result<u64>;
 
+    /// The index of the first record of each storage unit (shard), ascending from 0, for an order
+    /// that reads a few units at a time ([`crate::sampler::shard_aware_order`]); `None` for a
+    /// source without such units.
+    fn units(&self) -> Option<&[u64]> {
+        None
+    }
+
+    /// Told the records an epoch will read, in order, before it starts: a source that fetches
+    /// ([`crate::remote`]) prefetches the units they need, in that order. The default ignores it.
+    fn plan_reads(&self, _order: &[usize]) {}
+
     /// Where each record came from: the build's `index.tsv` table (a header line, then `record`,
     /// `label`, `class`, `shard`, `path` per record, tab-separated, paths escaped as in
     /// `docs/FORMAT.md`).

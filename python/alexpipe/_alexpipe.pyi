@@ -88,8 +88,19 @@ class Dataset:
     """An opened alexpipe dataset: a shard directory or an HDF5 file."""
 
     def __init__(
-        self, path: _Path, images_key: Optional[str] = None, labels_key: Optional[str] = None
-    ) -> None: ...
+        self,
+        path: _Path,
+        images_key: Optional[str] = None,
+        labels_key: Optional[str] = None,
+        cache_dir: Optional[_Path] = None,
+        cache_bytes: Optional[int] = None,
+        s3_endpoint: Optional[str] = None,
+        retries: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> None:
+        """path: also an http(s):// or s3:// URL of a shard dataset, read through a local cache
+        (docs/STREAMING.md); retries: attempts per file (default 8); timeout: seconds to connect
+        and per read (default 60)."""
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> Tuple[npt.NDArray[np.uint8], int]:
         """(size x size x 3 uint8 pixels, label)."""
@@ -151,6 +162,11 @@ class Loader:
         ratio: Tuple[float, float] = (3 / 4, 4 / 3),
         crop_fraction: float = 0.875,
         decode: str = "crop",
+        order: str = "global",
+        shard_window: int = 4,
+        cache_dir: Optional[_Path] = None,
+        cache_bytes: Optional[int] = None,
+        s3_endpoint: Optional[str] = None,
     ) -> None:
         """recipe: "paper" (random crop-sized patches of the stored images, §4.1) or "rrc"
         (torchvision's RandomResizedCrop of the whole image to crop×crop, with scale and ratio;
@@ -163,7 +179,11 @@ class Loader:
         "imagenet" uses torchvision's ImageNet mean/std (what torchvision models expect).
         indices: serve only these records (in this order unless shuffled), each with the
         draws the full loader gives it. stats_from: normalise with that dataset's statistics
-        (the training set's, for validation: paper §2)."""
+        (the training set's, for validation: paper §2).
+        order: "global" (a permutation of all records) or "shards" (the shards in a random order,
+        records shuffled within runs of shard_window shards: what a streaming cache wants).
+        source may be an http(s):// or s3:// URL: shards are fetched into cache_dir, at most
+        cache_bytes of them (docs/STREAMING.md)."""
     def __len__(self) -> int: ...
     def set_epoch(self, epoch: int) -> None: ...
     @property

@@ -12,7 +12,8 @@ use alexpipe::{Eigenbasis, Layout, MeanMode, Mode, Next, RandomResizedCrop, Reci
 use numpy::ndarray::{ArrayView, Ix4};
 use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyIndexError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+    PyConnectionError, PyFileNotFoundError, PyIndexError, PyOSError, PyPermissionError,
+    PyRuntimeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -69,6 +70,7 @@ fn to_py(e: alexpipe::Error) -> PyErr {
         Error::Format { .. } => DatasetFormatError::new_err(text),
         Error::Corrupt { .. } => CorruptDataError::new_err(text),
         Error::Rejected { .. } => RejectedInputError::new_err(text),
+        Error::Remote { .. } => PyConnectionError::new_err(text),
         Error::Unsupported(_) => UnsupportedError::new_err(text),
         Error::Internal(_) => InternalError::new_err(text),
     }
@@ -215,18 +217,40 @@ struct Dataset {
 
 #[pymethods]
 impl Dataset {
-    /// `path`: a shard directory or an HDF5 file; for HDF5, `images_key` / `labels_key` name the
-    /// N×S×S×3 uint8 image dataset and the label dataset.
+    /// `path`: a shard directory, an HDF5 file, or a shard dataset at an `http(s)://` or `s3://`
+    /// URL (read through a local cache of `cache_bytes` in `cache_dir`; `s3_endpoint` for an
+    /// S3-compatible store; `retries` attempts per file, `timeout` seconds per connect and read);
+    /// for HDF5, `images_key` / `labels_key` name the N×S×S×3 uint8 image dataset and the label
+    /// dataset.
     #[new]
-    #[pyo3(signature = (path, images_key=None, labels_key=None))]
+    #[pyo3(signature = (path, images_key=None, labels_key=None, cache_dir=None, cache_bytes=None,
+                        s3_endpoint=None, retries=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         images_key: Option<String>,
         labels_key: Option<String>,
+        cache_dir: Option<PathBuf>,
+        cache_bytes: Option<u64>,
+        s3_endpoint: Option<String>,
+        retries: Option<u32>,
+        timeout: Option<f64>,
     ) -> PyResult<Self> {
+        let mut remote = remote_options(cache_dir, cache_bytes, s3_endpoint);
+        if let Some(attempts) = retries {
+            remote.retry.attempts = attempts.max(1);
+        }
+        if let Some(t) = timeout {
+            remote.retry.timeout = std::time::Duration::try_from_secs_f64(t).map_err(|_| {
+                PyValueError::new_err("timeout must be a positive number of seconds")
+            })?;
+        }
         let inner = py
             .detach(|| {
+                if let Some(url) = alexpipe::dataset::remote_url(&path) {
+                    return alexpipe::Dataset::open_remote(url, &remote);
+                }
                 if images_key.is_none() && labels_key.is_none() {
                     return alexpipe::Dataset::open(&path);
                 }
@@ -370,17 +394,39 @@ impl Dataset {
     }
 }
 
-/// A `Dataset` object's dataset, or the dataset at a path.
-fn dataset_of(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<Arc<alexpipe::Dataset>> {
+/// A `Dataset` object's dataset, or the dataset at a path or URL (`remote`: how a URL is
+/// fetched and cached).
+fn dataset_of(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    remote: &alexpipe::RemoteOptions,
+) -> PyResult<Arc<alexpipe::Dataset>> {
     match source.cast::<Dataset>() {
         Ok(ds) => Ok(ds.get().inner.clone()),
         Err(_) => {
             let path: PathBuf = source.extract()?;
             Ok(Arc::new(
-                py.detach(|| alexpipe::Dataset::open(&path))
-                    .map_err(to_py)?,
+                py.detach(|| match alexpipe::dataset::remote_url(&path) {
+                    Some(url) => alexpipe::Dataset::open_remote(url, remote),
+                    None => alexpipe::Dataset::open(&path),
+                })
+                .map_err(to_py)?,
             ))
         }
+    }
+}
+
+/// The cache and endpoint options of a dataset opened from a URL.
+fn remote_options(
+    cache_dir: Option<PathBuf>,
+    cache_bytes: Option<u64>,
+    s3_endpoint: Option<String>,
+) -> alexpipe::RemoteOptions {
+    alexpipe::RemoteOptions {
+        cache_dir,
+        cache_bytes,
+        endpoint: s3_endpoint,
+        ..alexpipe::RemoteOptions::default()
     }
 }
 
@@ -413,7 +459,8 @@ impl Loader {
                         mean=None, ten_crop=false, rank=0, world_size=1, eigvecs=None, axis_std=None,
                         indices=None, stats_from=None, debug=false, recipe="paper",
                         scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), crop_fraction=0.875,
-                        decode="crop"))]
+                        decode="crop", order="global", shard_window=4, cache_dir=None,
+                        cache_bytes=None, s3_endpoint=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -443,8 +490,25 @@ impl Loader {
         ratio: (f64, f64),
         crop_fraction: f64,
         decode: &str,
+        order: &str,
+        shard_window: usize,
+        cache_dir: Option<PathBuf>,
+        cache_bytes: Option<u64>,
+        s3_endpoint: Option<String>,
     ) -> PyResult<Self> {
-        let dataset = dataset_of(py, source)?;
+        let remote = remote_options(cache_dir, cache_bytes, s3_endpoint);
+        let dataset = dataset_of(py, source, &remote)?;
+        let order = match order {
+            "global" => alexpipe::Order::Global,
+            "shards" => alexpipe::Order::Shards {
+                window: shard_window,
+            },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "order {other:?}: use \"global\" (a permutation of all records) or \"shards\" (shards in a random order, records shuffled within windows of shard_window shards)"
+                )))
+            }
+        };
         let layout: Layout = parse(layout)?;
         // Each recipe's own defaults: the paper's mean image and PCA lighting; torchvision's
         // ImageNet normalisation and no lighting for RandomResizedCrop.
@@ -480,6 +544,7 @@ impl Loader {
             batch_size,
             train,
             shuffle,
+            order,
             seed,
             drop_last,
             threads: threads.unwrap_or(0),
@@ -497,7 +562,7 @@ impl Loader {
         let inner = match stats_from {
             // Validation images normalised with the training set's statistics (paper §2).
             Some(src) => {
-                let train = dataset_of(py, src)?;
+                let train = dataset_of(py, src, &remote)?;
                 let stats = train.stats().ok_or_else(|| {
                     AlexpipeError::new_err("stats_from: that dataset has no statistics")
                 })?;

@@ -17,6 +17,7 @@ use crate::progress;
 use crate::shards::{Manifest, MANIFEST_FILE};
 use crate::source::Mode;
 
+pub mod remote;
 pub mod report;
 
 /// alexpipe: build AlexNet-style datasets (paper §2) and inspect, check and convert them.
@@ -200,11 +201,14 @@ pub struct ConvertArgs {
 /// `verify`.
 #[derive(Args, Debug)]
 pub struct DatasetArgs {
-    /// A shard dataset directory, or an HDF5 file.
+    /// A shard dataset directory, an HDF5 file, or a shard dataset at an http(s):// or s3:// URL.
     pub dataset: PathBuf,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub keys: H5KeyArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub remote: remote::RemoteArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: OutputArgs,
@@ -355,6 +359,9 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
 }
 
 fn open(args: &DatasetArgs) -> anyhow::Result<Dataset> {
+    if let Some(remote) = args.remote.open(&args.dataset) {
+        return Ok(remote?);
+    }
     Ok(if is_hdf5_file(&args.dataset) {
         Dataset::open_hdf5(&args.dataset, &args.keys.keys())?
     } else {

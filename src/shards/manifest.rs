@@ -213,22 +213,25 @@ impl Manifest {
                 Error::io(&path, e)
             }
         })?;
-        check_seal(&text, &path)?;
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
-            Error::format(
-                &path,
-                format!("invalid manifest ({e}); rebuild the dataset"),
-            )
+        Manifest::parse(&text, &path)
+    }
+
+    /// Checks and parses the bytes of a `manifest.json` (read from `path`, or fetched from the
+    /// URL `path` names), exactly as [`Manifest::read`] does.
+    pub fn parse(text: &[u8], path: &Path) -> Result<Manifest> {
+        check_seal(text, path)?;
+        let m: Manifest = serde_json::from_slice(text).map_err(|e| {
+            Error::format(path, format!("invalid manifest ({e}); rebuild the dataset"))
         })?;
         if m.format != FORMAT_NAME {
             return Err(Error::format(
-                &path,
+                path,
                 format!("format is {:?}, not {FORMAT_NAME:?}", m.format),
             ));
         }
         if m.format_version != FORMAT_VERSION {
             return Err(Error::format(
-                &path,
+                path,
                 format!(
                     "dataset format version {}; this alexpipe reads version {FORMAT_VERSION} — rebuild the dataset",
                     m.format_version
@@ -237,7 +240,7 @@ impl Manifest {
         }
         if m.size == 0 || m.size > MAX_SIZE {
             return Err(Error::format(
-                &path,
+                path,
                 format!(
                     "size {} is outside 1..={MAX_SIZE}; the manifest is damaged — rebuild the dataset",
                     m.size
@@ -254,7 +257,7 @@ impl Manifest {
         for name in names.chain(std::iter::once(&m.stats.mean_image)) {
             if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
                 return Err(Error::format(
-                    &path,
+                    path,
                     format!("names the file {name:?}, which is not a plain file name in the dataset directory; the manifest is damaged or hostile — rebuild the dataset"),
                 ));
             }

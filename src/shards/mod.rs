@@ -16,6 +16,7 @@ pub use manifest::{
 };
 pub use merge::{merge_parts, MergeSummary};
 pub use reader::ShardSource;
+pub(crate) use reader::{open_shard, read_shard_pixels, stats_from_mean_image, Shard};
 #[cfg(feature = "hdf5")]
 pub(crate) use writer::tsv_path;
 pub use writer::{Adopted, DatasetWriter};

@@ -19,14 +19,15 @@ use crate::prep::{decode_rgb, DecodeOptions, ResizeCrop};
 use crate::source::{DatasetInfo, Mode, RecordSource};
 use crate::stats::Stats;
 
-struct Shard {
-    path: PathBuf,
+/// One opened, checked shard file (also what [`crate::remote`] opens from its cache).
+pub(crate) struct Shard {
+    pub(crate) path: PathBuf,
     /// Held open from [`Dataset::open`] on: a shard replaced (renamed over) or deleted later is
     /// still read from the file that was validated.
     file: fs::File,
     /// Length at open, as the manifest and header say.
     len: u64,
-    entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
 }
 
 impl Shard {
@@ -106,24 +107,9 @@ impl ShardSource {
             ));
         }
         let stats = if load_stats {
-            let s = manifest.size as usize;
             let mean_path = dir.join(&manifest.stats.mean_image);
             let mean_bytes = fs::read(&mean_path).at(&mean_path)?;
-            // The mean is subtracted from every pixel the loader serves: check it before use.
-            let listed = manifest
-                .files
-                .iter()
-                .find(|f| f.file == manifest.stats.mean_image);
-            if !listed.is_some_and(|f| {
-                f.bytes == mean_bytes.len() as u64 && f.crc32c == crc32c::crc32c(&mean_bytes)
-            }) {
-                return Err(Error::corrupt(
-                    &mean_path,
-                    "does not match the size and checksum in manifest.json: damaged, or being rewritten by `build-shards --stats-only` right now — retry, or run `build-shards --stats-only` on the dataset",
-                ));
-            }
-            let mean_image = decode_npy_f32(&mean_bytes, &[s, s, 3], &mean_path)?;
-            Some(manifest.stats.to_stats(manifest.size, mean_image))
+            Some(stats_from_mean_image(&manifest, &mean_bytes, &mean_path)?)
         } else {
             None
         };
@@ -151,15 +137,90 @@ impl ShardSource {
     }
 
     fn read_checked(&self, index: usize, shard: &Shard, e: &Entry, out: &mut [u8]) -> Result<()> {
-        shard.read_at(e.offset, out, &format!("record {index}"))?;
+        shard.read_checked(index, e, out)
+    }
+}
+
+impl Shard {
+    /// Reads record `index` (table entry `e`) into `out` and checks its CRC-32C.
+    pub(crate) fn read_checked(&self, index: usize, e: &Entry, out: &mut [u8]) -> Result<()> {
+        self.read_at(e.offset, out, &format!("record {index}"))?;
         if crc32c::crc32c(out) != e.crc {
             return Err(Error::corrupt(
-                &shard.path,
+                &self.path,
                 format!("record {index} fails its checksum: the shard is corrupt (or was modified after the dataset was opened) — rebuild the dataset"),
             ));
         }
         Ok(())
     }
+}
+
+/// The statistics of `manifest` with the mean image from `bytes` (read from `path`, a file or a
+/// URL), checked against its size and checksum in the manifest first: the mean is subtracted from
+/// every pixel the loader serves.
+pub(crate) fn stats_from_mean_image(
+    manifest: &Manifest,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Stats> {
+    let s = manifest.size as usize;
+    let listed = manifest
+        .files
+        .iter()
+        .find(|f| f.file == manifest.stats.mean_image);
+    if !listed.is_some_and(|f| f.bytes == bytes.len() as u64 && f.crc32c == crc32c::crc32c(bytes)) {
+        return Err(Error::corrupt(
+            path,
+            "does not match the size and checksum in manifest.json: damaged, or being rewritten by `build-shards --stats-only` right now — retry, or run `build-shards --stats-only` on the dataset",
+        ));
+    }
+    let mean_image = decode_npy_f32(bytes, &[s, s, 3], path)?;
+    Ok(manifest.stats.to_stats(manifest.size, mean_image))
+}
+
+/// Record `index` of `shard` as `size`×`size`×3 pixels in `out`, read and checked, decoded as the
+/// manifest's mode requires (§2's decode, short-side resize and centre crop for original records);
+/// returns its label.
+pub(crate) fn read_shard_pixels(
+    manifest: &Manifest,
+    shard: &Shard,
+    index: usize,
+    e: &Entry,
+    resize: &mut ResizeCrop,
+    out: &mut [u8],
+) -> Result<u32> {
+    let s = manifest.size;
+    let mode = manifest.mode;
+    if mode == Mode::Raw {
+        // Straight into the caller's buffer: no copy besides the read itself.
+        shard.read_checked(index, e, out)?;
+        return Ok(e.label);
+    }
+    thread_local! {
+        static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    RECORD.with_borrow_mut(|buf| {
+        buf.resize(e.len as usize, 0);
+        shard.read_checked(index, e, buf)?;
+        let opts = DecodeOptions {
+            max_pixels: manifest.build.max_pixels,
+            draft_for: (manifest.build.draft && mode == Mode::Original).then_some(s),
+        };
+        let img = decode_rgb(buf, &opts)
+            .map_err(|r| Error::format(&shard.path, format!("record {index}: {r}")))?;
+        let whole = manifest.build.max_side.is_some();
+        if mode == Mode::Jpeg && !whole && (img.width, img.height) != (s, s) {
+            return Err(Error::format(
+                &shard.path,
+                format!(
+                    "record {index}: JPEG is {}x{}, expected {s}x{s}",
+                    img.width, img.height
+                ),
+            ));
+        }
+        resize.resize_center_crop(&img, s, out);
+        Ok(e.label)
+    })
 }
 
 impl RecordSource for ShardSource {
@@ -187,38 +248,7 @@ impl RecordSource for ShardSource {
     /// did. The record's checksum is verified before it is used.
     fn read_pixels(&self, index: usize, resize: &mut ResizeCrop, out: &mut [u8]) -> Result<u32> {
         let (shard, e) = self.locate(index)?;
-        let s = self.manifest.size;
-        let mode = self.manifest.mode;
-        if mode == Mode::Raw {
-            // Straight into the caller's buffer: no copy besides the read itself.
-            self.read_checked(index, shard, e, out)?;
-            return Ok(e.label);
-        }
-        thread_local! {
-            static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-        }
-        RECORD.with_borrow_mut(|buf| {
-            buf.resize(e.len as usize, 0);
-            self.read_checked(index, shard, e, buf)?;
-            let opts = DecodeOptions {
-                max_pixels: self.manifest.build.max_pixels,
-                draft_for: (self.manifest.build.draft && mode == Mode::Original).then_some(s),
-            };
-            let img = decode_rgb(buf, &opts)
-                .map_err(|r| Error::format(&shard.path, format!("record {index}: {r}")))?;
-            let whole = self.manifest.build.max_side.is_some();
-            if mode == Mode::Jpeg && !whole && (img.width, img.height) != (s, s) {
-                return Err(Error::format(
-                    &shard.path,
-                    format!(
-                        "record {index}: JPEG is {}x{}, expected {s}x{s}",
-                        img.width, img.height
-                    ),
-                ));
-            }
-            resize.resize_center_crop(&img, s, out);
-            Ok(e.label)
-        })
+        read_shard_pixels(&self.manifest, shard, index, e, resize, out)
     }
 
     /// Checks every byte: each shard's whole-file CRC-32C against the manifest, every record's CRC,
@@ -226,6 +256,10 @@ impl RecordSource for ShardSource {
     fn provenance(&self) -> Result<String> {
         let path = self.dir.join(super::manifest::INDEX_FILE);
         fs::read_to_string(&path).at(&path)
+    }
+
+    fn units(&self) -> Option<&[u64]> {
+        Some(&self.shard_starts)
     }
 
     fn verify(&self) -> Result<u64> {
@@ -262,7 +296,15 @@ impl RecordSource for ShardSource {
     }
 }
 
-fn open_shard(path: &Path, m: &Manifest, first: u64, count: u64, bytes: u64) -> Result<Shard> {
+/// Opens shard file `path` and checks its header and record table against the manifest `m` (it
+/// holds records `first..first + count` in `bytes` bytes).
+pub(crate) fn open_shard(
+    path: &Path,
+    m: &Manifest,
+    first: u64,
+    count: u64,
+    bytes: u64,
+) -> Result<Shard> {
     let file = fs::File::open(path).map_err(|e| {
         if e.raw_os_error() == Some(EMFILE) {
             Error::format(

@@ -661,6 +661,7 @@ fn loader_config(recipe: &Recipe, train: bool) -> LoaderConfig {
         batch_size,
         train,
         shuffle: train,
+        order: alexpipe::Order::Global,
         seed: recipe.seed,
         drop_last: train,
         threads: recipe.workers,
