@@ -32,5 +32,6 @@ for bench in build_path build_formats loader hdf5 resume; do
 done
 .venv/bin/python benches/compare.py --smoke
 .venv/bin/python benches/rrc.py --smoke
+.venv/bin/python benches/timm_recipe.py --smoke
 # The main job on the fixtures: shards, a short CPU training run, its pictures.
 DEMO_CARGO_FEATURES=alexpipe/hdf5 scripts/demo.sh --quick
