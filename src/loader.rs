@@ -220,6 +220,35 @@ impl LoaderConfig {
     }
 }
 
+impl LoaderConfig {
+    /// timm's ImageNet training defaults (its `train.py` and `transforms_imagenet_train`) at output
+    /// side `crop`: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3; bilinear here, where timm
+    /// picks bilinear or bicubic at random), mirror p = 0.5, ColorJitter(0.4, 0.4, 0.4), ImageNet
+    /// mean/std, label smoothing 0.1 as soft labels (no MixUp/CutMix, no erasing, no
+    /// auto-augmentation: timm's defaults); evaluation at crop_pct 0.875.
+    pub fn timm(crop: u32) -> Self {
+        let jitter = crate::augment::ColorJitter {
+            brightness: Some((0.6, 1.4)),
+            contrast: Some((0.6, 1.4)),
+            saturation: Some((0.6, 1.4)),
+            hue: None,
+        };
+        LoaderConfig {
+            crop,
+            augment: Augmentations {
+                color_jitter: Some(jitter),
+                mixup: Some(Mixup {
+                    mixup_alpha: 0.0,
+                    cutmix_alpha: 0.0,
+                    ..Mixup::default()
+                }),
+                ..Augmentations::default()
+            },
+            ..LoaderConfig::rrc()
+        }
+    }
+}
+
 /// A batch's memory, recycled through the loader's pool.
 #[derive(Debug, Default)]
 struct Buffers {

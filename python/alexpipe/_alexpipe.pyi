@@ -162,6 +162,8 @@ class Loader:
         evaluation: short side to crop / crop_fraction, centre crop; decode "crop" decodes only
         the window at a reduced DCT scale, "exact" decodes whole). Defaults per recipe: lighting
         0.1 and mean "image" for "paper", 0 and "imagenet" for "rrc".
+        recipe="timm": timm's ImageNet training defaults (RRC, flip, color_jitter 0.4, ImageNet
+        normalisation, label_smoothing 0.1 as soft labels), the options below overriding them.
         The "rrc" recipe's optional training ops (docs/ENGINE.md), as torchvision.transforms.v2 and
         timm define them: color_jitter (timm's form: one value for brightness, contrast and
         saturation, or 3 or 4 values with hue; random order per sample), trivial_augment

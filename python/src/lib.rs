@@ -443,7 +443,11 @@ impl Loader {
         let layout: Layout = parse(layout)?;
         // Each recipe's own defaults: the paper's mean image and PCA lighting; torchvision's
         // ImageNet normalisation and no lighting for RandomResizedCrop.
-        let recipe = match parse::<Recipe>(recipe)? {
+        // "timm": timm's ImageNet training defaults (LoaderConfig::timm), the options below
+        // overriding them.
+        let timm = recipe == "timm";
+        let preset = alexpipe::LoaderConfig::timm(crop).augment;
+        let recipe = match parse::<Recipe>(if timm { "rrc" } else { recipe })? {
             Recipe::Paper => Recipe::Paper,
             Recipe::RandomResizedCrop { .. } => Recipe::RandomResizedCrop {
                 crop: RandomResizedCrop {
@@ -489,7 +493,11 @@ impl Loader {
             rank,
             world_size,
             augment: Augmentations {
-                color_jitter: color_jitter.map(jitter_of).transpose()?,
+                color_jitter: match color_jitter {
+                    Some(value) => Some(jitter_of(value)?),
+                    None if timm => preset.color_jitter,
+                    None => None,
+                },
                 trivial_augment: trivial_augment.then(TrivialAugmentWide::default),
                 random_erasing: (random_erasing > 0.0)
                     .then(|| {
@@ -501,7 +509,7 @@ impl Loader {
                         })
                     })
                     .transpose()?,
-                mixup: (mixup > 0.0 || cutmix > 0.0).then_some(Mixup {
+                mixup: (mixup > 0.0 || cutmix > 0.0 || timm).then_some(Mixup {
                     mixup_alpha: mixup,
                     cutmix_alpha: cutmix,
                     prob: mix_prob,

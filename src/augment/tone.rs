@@ -49,10 +49,12 @@ pub fn posterize(img: &mut [u8], bits: u32) {
     }
 }
 
-/// `solarize`: every value at or above `threshold` inverted.
+/// `solarize`: every value at or above `threshold` inverted (compared in f32, as PyTorch
+/// compares a uint8 tensor with a float: 255 × 0.6 is 153.0000018 in f64 but 153 in f32).
 pub fn solarize(img: &mut [u8], threshold: f64) {
+    let threshold = threshold as f32;
     for v in img {
-        if *v as f64 >= threshold {
+        if *v as f32 >= threshold {
             *v = !*v;
         }
     }

@@ -85,7 +85,7 @@ impl TrivialOp {
     }
 
     /// The op's magnitude at `bin` of `bins` (`None`: the op has none) and whether it is signed,
-    /// as torchvision's `_AUGMENTATION_SPACE`: `linspace` in f32, Posterize
+    /// as torchvision's `_AUGMENTATION_SPACE`: `linspace` (within an f32 ulp), Posterize
     /// `8 − round(bin / ((bins − 1) / 6))`.
     pub fn magnitude(self, bin: usize, bins: usize) -> (Option<f32>, bool) {
         let space = |start: f32, end: f32| Some(linspace(start, end, bins, bin));
@@ -130,18 +130,14 @@ impl TrivialOp {
     }
 }
 
-/// `torch.linspace(start, end, steps)[i]` in f32: from the start for the first half, from the
-/// end for the second, as PyTorch computes it.
+/// `torch.linspace(start, end, steps)[i]`: computed in f64 and rounded once to f32 (PyTorch's
+/// f32 kernel can differ from it by one unit in the last place).
 fn linspace(start: f32, end: f32, steps: usize, i: usize) -> f32 {
     if steps <= 1 {
         return start;
     }
-    let step = (end - start) / (steps - 1) as f32;
-    if i < steps / 2 {
-        start + step * i as f32
-    } else {
-        end - step * (steps - 1 - i) as f32
-    }
+    let (start, end) = (start as f64, end as f64);
+    (start + (end - start) * i as f64 / (steps - 1) as f64) as f32
 }
 
 /// TrivialAugmentWide with `bins` magnitude bins (torchvision: 31).
