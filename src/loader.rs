@@ -259,8 +259,8 @@ struct Buffers {
     params: Vec<SampleParams>,
     /// `[N, classes]` soft labels, with MixUp/CutMix.
     soft_labels: Vec<f32>,
-    /// The batch's MixUp/CutMix draw.
-    mix: Option<MixDraw>,
+    /// The batch's MixUp/CutMix draw (boxed: the batch stays small to move).
+    mix: Option<Box<MixDraw>>,
 }
 
 /// One batch. Dropping it returns its buffers to the loader.
@@ -318,7 +318,7 @@ impl Batch {
 
     /// With MixUp/CutMix: the batch's λ and CutMix box.
     pub fn mix(&self) -> Option<MixDraw> {
-        self.bufs.mix
+        self.bufs.mix.as_deref().copied()
     }
 
     /// The dataset record of each image.
@@ -1078,7 +1078,7 @@ impl Job {
         Mixup::mix_images(&draw, &mut bufs.f32[..n * 3 * crop * crop], n, crop, crop);
         let classes = self.dataset.info().classes.len();
         mixup.soft_labels(&draw, &bufs.labels, classes, &mut bufs.soft_labels);
-        bufs.mix = Some(draw);
+        bufs.mix = Some(Box::new(draw));
     }
 
     /// The patches of record `i`: one random training patch, the centre patch, or the 10 patches.

@@ -90,7 +90,7 @@ impl RandomErasing {
                 self.p
             )));
         }
-        if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) || !(r0 > 0.0 && r0 <= r1 && r1.is_finite()) {
+        if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0 && r0 > 0.0 && r0 <= r1 && r1.is_finite()) {
             return Err(Error::Usage(format!(
                 "random erasing scale ({s0}, {s1}), ratio ({r0}, {r1}): give 0 < min ≤ max ≤ 1 and 0 < min ≤ max (torchvision: (0.02, 0.33), (0.3, 3.3))"
             )));
