@@ -1130,6 +1130,8 @@ pub struct Epoch {
 
 /// What [`Epoch::next_within`] found.
 #[derive(Debug)]
+// A batch moves once per `next_within`; boxing it would allocate per batch.
+#[allow(clippy::large_enum_variant)]
 pub enum Next {
     /// The next batch, or the error that replaced it.
     Batch(Result<Batch>),
