@@ -36,5 +36,6 @@ done
 .venv/bin/python benches/merge_ray.py --smoke
 # Streaming (docs/STREAMING.md): local, nginx cold and warm cache, WebDataset over the same nginx.
 .venv/bin/python benches/stream.py --smoke
+.venv/bin/python benches/timm_recipe.py --smoke
 # The main job on the fixtures: shards, a short CPU training run, its pictures.
 DEMO_CARGO_FEATURES=alexpipe/hdf5 scripts/demo.sh --quick

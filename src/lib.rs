@@ -49,7 +49,10 @@ mod test_pixels;
 pub mod threads;
 pub mod window;
 
-pub use augment::{DecodeMode, RandomResizedCrop, Recipe};
+pub use augment::{
+    Augmentations, ColorJitter, DecodeMode, EraseFill, Mixup, ProgressiveResize, RandomErasing,
+    RandomResizedCrop, Recipe, TrivialAugmentWide,
+};
 pub use build::{build, recompute_stats, BuildConfig, BuildSummary, OutputFormat};
 pub use dataset::Dataset;
 pub use error::{Error, Result};

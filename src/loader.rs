@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
 
 use crate::augment::{
-    draw_alpha, five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, HorizontalFlip,
-    Normalize, PixelOps, Recipe, SampleParams,
+    draw_alpha, five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, Augmentations,
+    HorizontalFlip, MixDraw, Mixup, Normalize, PixelOp, PixelOps, Recipe, SampleParams,
 };
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
@@ -203,6 +203,9 @@ pub struct LoaderConfig {
     pub rank: usize,
     /// Number of ranks.
     pub world_size: usize,
+    /// The RandomResizedCrop recipe's optional ops (colour jitter, TrivialAugmentWide, random
+    /// erasing, MixUp/CutMix), used in training; all off by default.
+    pub augment: Augmentations,
 }
 
 impl Default for LoaderConfig {
@@ -226,6 +229,7 @@ impl Default for LoaderConfig {
             ten_crop: false,
             rank: 0,
             world_size: 1,
+            augment: Augmentations::default(),
         }
     }
 }
@@ -247,6 +251,35 @@ impl LoaderConfig {
     }
 }
 
+impl LoaderConfig {
+    /// timm's ImageNet training defaults (its `train.py` and `transforms_imagenet_train`) at output
+    /// side `crop`: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3; bilinear here, where timm
+    /// picks bilinear or bicubic at random), mirror p = 0.5, ColorJitter(0.4, 0.4, 0.4), ImageNet
+    /// mean/std, label smoothing 0.1 as soft labels (no MixUp/CutMix, no erasing, no
+    /// auto-augmentation: timm's defaults); evaluation at crop_pct 0.875.
+    pub fn timm(crop: u32) -> Self {
+        let jitter = crate::augment::ColorJitter {
+            brightness: Some((0.6, 1.4)),
+            contrast: Some((0.6, 1.4)),
+            saturation: Some((0.6, 1.4)),
+            hue: None,
+        };
+        LoaderConfig {
+            crop,
+            augment: Augmentations {
+                color_jitter: Some(jitter),
+                mixup: Some(Mixup {
+                    mixup_alpha: 0.0,
+                    cutmix_alpha: 0.0,
+                    ..Mixup::default()
+                }),
+                ..Augmentations::default()
+            },
+            ..LoaderConfig::rrc()
+        }
+    }
+}
+
 /// A batch's memory, recycled through the loader's pool.
 #[derive(Debug, Default)]
 struct Buffers {
@@ -255,6 +288,10 @@ struct Buffers {
     labels: Vec<i64>,
     indices: Vec<usize>,
     params: Vec<SampleParams>,
+    /// `[N, classes]` soft labels, with MixUp/CutMix.
+    soft_labels: Vec<f32>,
+    /// The batch's MixUp/CutMix draw (boxed: the batch stays small to move).
+    mix: Option<Box<MixDraw>>,
 }
 
 /// One batch. Dropping it returns its buffers to the loader.
@@ -296,9 +333,23 @@ impl Batch {
         (self.layout == Layout::U8Nhwc).then(|| &self.bufs.u8[..self.shape.iter().product()])
     }
 
-    /// One label per image (not per crop).
+    /// One label per record (per view with multi-view; one for all 10 crops of 10-crop).
     pub fn labels(&self) -> &[i64] {
         &self.bufs.labels
+    }
+
+    /// With MixUp/CutMix: the `[N, classes]` soft labels (row-major, each row summing to 1),
+    /// the labels of [`Batch::labels`] mixed and smoothed as timm's `Mixup` does.
+    pub fn soft_labels(&self) -> Option<&[f32]> {
+        self.bufs
+            .mix
+            .is_some()
+            .then_some(&self.bufs.soft_labels[..])
+    }
+
+    /// With MixUp/CutMix: the batch's λ and CutMix box.
+    pub fn mix(&self) -> Option<MixDraw> {
+        self.bufs.mix.as_deref().copied()
     }
 
     /// The dataset record of each image.
@@ -374,6 +425,11 @@ impl Loader {
                     config.crop
                 ));
             }
+            Recipe::Paper if !config.augment.is_empty() => {
+                return usage(
+                    "colour jitter, TrivialAugmentWide, random erasing and MixUp/CutMix belong to the RandomResizedCrop recipe: use recipe \"rrc\"".into(),
+                );
+            }
             Recipe::Paper => {}
             Recipe::RandomResizedCrop { crop, .. } => {
                 crop.validate()?;
@@ -386,6 +442,14 @@ impl Loader {
                 if config.ten_crop {
                     return usage(
                         "ten_crop is the paper's evaluation: use recipe \"paper\" (RandomResizedCrop evaluates on the centre crop)".into(),
+                    );
+                }
+                config.augment.validate(MAX_OUTPUT_SIDE)?;
+                let on_output =
+                    config.augment.random_erasing.is_some() || config.augment.mixup.is_some();
+                if on_output && config.layout == Layout::U8Nhwc {
+                    return usage(
+                        "random erasing and MixUp/CutMix work on the normalised f32 output, as torchvision and timm apply them: use layout \"f32_nchw\"".into(),
                     );
                 }
                 if config.mean == MeanMode::Image && config.layout == Layout::F32Nchw {
@@ -618,7 +682,10 @@ impl Loader {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let job = Arc::new(Job {
             dataset: self.dataset.clone(),
-            config: self.config.clone(),
+            config: LoaderConfig {
+                crop: self.output_side(),
+                ..self.config.clone()
+            },
             epoch: self.epoch,
             indices,
             mean_image: self.mean_image.clone(),
@@ -674,18 +741,36 @@ impl Loader {
         }
     }
 
+    /// The output side of the current epoch: `crop`, or in training the progressive-resizing
+    /// schedule's side for the epoch. The batch buffers, recycled through the pool, keep the
+    /// capacity of the largest side seen, so changing sizes never grows memory past it.
+    pub fn output_side(&self) -> u32 {
+        match (&self.config.augment.progressive, self.config.train) {
+            (Some(schedule), true) => schedule.size(self.epoch),
+            _ => self.config.crop,
+        }
+    }
+
     /// The epoch index of the first batch [`Loader::iter`] yields (see [`Batch::index`]).
     fn first_batch_index(&self) -> usize {
         self.position / (self.config.world_size * self.config.batch_size)
     }
 }
 
-/// The per-sample ops of the configured recipe, in order: RandomResizedCrop's training mirror
-/// (none for its evaluation); the paper's recipe has none, its mirror being fused.
+/// The per-sample ops of the configured recipe, in order: RandomResizedCrop's training mirror,
+/// then TrivialAugmentWide and colour jitter when on (none for its evaluation); the paper's
+/// recipe has none, its mirror being fused.
 fn pixel_ops(config: &LoaderConfig) -> PixelOps {
     match config.recipe {
         Recipe::RandomResizedCrop { .. } if config.train => {
-            PixelOps(vec![Box::new(HorizontalFlip { p: config.flip })])
+            let mut ops: Vec<Box<dyn PixelOp>> = vec![Box::new(HorizontalFlip { p: config.flip })];
+            if let Some(t) = config.augment.trivial_augment {
+                ops.push(Box::new(t));
+            }
+            if let Some(j) = config.augment.color_jitter {
+                ops.push(Box::new(j));
+            }
+            PixelOps(ops)
         }
         _ => PixelOps::default(),
     }
@@ -724,16 +809,18 @@ fn recipe(
     // The paper's recipe keeps the words of the states saved before recipes existed.
     let recipe = match config.recipe {
         Recipe::Paper => String::new(),
-        Recipe::RandomResizedCrop { crop, decode } => format!(
-            " recipe=rrc scale={},{} ratio={},{} crop_fraction={} decode={} ops=[{}]",
-            crop.scale.0,
-            crop.scale.1,
-            crop.ratio.0,
-            crop.ratio.1,
-            crop.crop_fraction,
-            decode.name(),
-            ops.describe()
-        ),
+        Recipe::RandomResizedCrop { crop, decode } => {
+            format!(
+                " recipe=rrc scale={},{} ratio={},{} crop_fraction={} decode={} ops=[{}]",
+                crop.scale.0,
+                crop.scale.1,
+                crop.ratio.0,
+                crop.ratio.1,
+                crop.crop_fraction,
+                decode.name(),
+                ops.describe()
+            ) + &output_ops_words(&config.augment)
+        }
     };
     let order = config
         .order
@@ -751,6 +838,34 @@ fn recipe(
         config.ten_crop,
         norm.hex()
     )
+}
+
+/// The recipe words of the ops on the output (none when off, so states saved before they
+/// existed still fit).
+fn output_ops_words(augment: &Augmentations) -> String {
+    let mut words = String::new();
+    if let Some(e) = &augment.random_erasing {
+        words += &format!(
+            " erasing=p={},scale={},{},ratio={},{},fill={:?}",
+            e.p, e.scale.0, e.scale.1, e.ratio.0, e.ratio.1, e.fill
+        );
+    }
+    if augment.views > 1 {
+        words += &format!(" views={}", augment.views);
+    }
+    if let Some(p) = &augment.progressive {
+        words += &format!(
+            " progressive={},{},{},{},{}",
+            p.min, p.max, p.start_epoch, p.end_epoch, p.multiple
+        );
+    }
+    if let Some(m) = &augment.mixup {
+        words += &format!(
+            " mixup=mixup_alpha={},cutmix_alpha={},prob={},switch_prob={},smoothing={}",
+            m.mixup_alpha, m.cutmix_alpha, m.prob, m.switch_prob, m.label_smoothing
+        );
+    }
+    words
 }
 
 /// [`LoaderState::dataset`]: what the records are (not where or when they were built).
@@ -775,6 +890,12 @@ fn dataset_digest(dataset: &Dataset, subset: Option<&[usize]>) -> String {
     }
     d.hex()
 }
+
+/// Separates the streams of a record's further views (multi-view) from its first.
+const VIEW_SALT: u64 = 0x7669_6577_735f_6b00;
+
+/// Separates the batches' MixUp/CutMix streams from the samples' (which are keyed by record).
+const MIX_SALT: u64 = 0x6d69_7875_705f_6375;
 
 /// Everything a worker needs for one epoch.
 struct Job {
@@ -806,7 +927,7 @@ fn worker(
         }
         let bufs = pool.1.try_recv().unwrap_or_default();
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            job.build(k, bufs, &mut scratch)
+            job.build(k, first + k, bufs, &mut scratch)
         }))
         .unwrap_or_else(|panic| {
             Err(Error::from_panic(
@@ -838,10 +959,12 @@ struct Scratch {
 }
 
 impl Job {
-    /// Builds batch `k` into `bufs`; returns the images' shape.
+    /// Builds batch `k` of this iteration (batch `index` of the epoch) into `bufs`; returns the
+    /// images' shape.
     fn build(
         &self,
         k: usize,
+        index: usize,
         mut bufs: Buffers,
         scratch: &mut Scratch,
     ) -> Result<([usize; 4], Buffers)> {
@@ -852,12 +975,17 @@ impl Job {
         let start = k * cfg.batch_size;
         let end = (start + cfg.batch_size).min(self.indices.len());
         let records = &self.indices[start..end];
-        let per_record = if cfg.ten_crop { 10 } else { 1 };
+        let per_record = match cfg.recipe {
+            Recipe::Paper if cfg.ten_crop => 10,
+            Recipe::RandomResizedCrop { .. } if cfg.train => cfg.augment.views.max(1),
+            _ => 1,
+        };
         let n = records.len() * per_record;
         let per_image = crop * crop * 3;
         bufs.labels.clear();
         bufs.indices.clear();
         bufs.params.clear();
+        bufs.mix = None;
         match cfg.layout {
             Layout::F32Nchw => bufs.f32.resize(n * per_image, 0.0),
             Layout::U8Nhwc => bufs.u8.resize(n * per_image, 0),
@@ -870,95 +998,162 @@ impl Job {
             },
         };
         for (j, &i) in records.iter().enumerate() {
-            let (src, views) = match &cfg.recipe {
+            bufs.indices.push(i);
+            match &cfg.recipe {
                 Recipe::Paper => {
                     // Every mode reads (raw) or decodes (jpeg, original) into the worker's
                     // scratch, with the record's checksum verified first.
                     scratch.pixels.resize(size as usize * size as usize * 3, 0);
                     let label = ds.read_pixels(i, &mut scratch.resize, &mut scratch.pixels)?;
                     bufs.labels.push(label as i64);
-                    (size as usize, self.views(i, size))
+                    for (v, p) in self.views(i, size).into_iter().enumerate() {
+                        // The fused loop reads the patch at (x, y) of the stored image and
+                        // mirrors it.
+                        let slot = (j * per_record + v) * per_image;
+                        self.write(
+                            &scratch.pixels,
+                            size as usize,
+                            &p,
+                            &p,
+                            &norm,
+                            slot,
+                            &mut bufs,
+                        );
+                        bufs.params.push(p);
+                    }
                 }
                 Recipe::RandomResizedCrop { crop: rrc, decode } => {
-                    // The window (drawn from the record's dimensions before decoding), decoded
-                    // and resized to the output; then the per-sample ops, in order, on the same
-                    // generator; then the fused loop runs over the result as over a stored image
-                    // of the output's size.
-                    scratch.pixels.resize(per_image, 0);
-                    let mut rng = rng_for(cfg.seed, self.epoch, i as u64);
-                    let mut draw = |(w, h)| {
-                        let (x, y, w, h) = rrc.sample(&mut rng, w, h);
-                        SampleParams {
-                            x,
-                            y,
-                            w,
-                            h,
+                    for v in 0..per_record {
+                        let (label, p) = self.rrc_view(i, v, rrc, *decode, scratch)?;
+                        bufs.labels.push(label as i64);
+                        // The window is already the whole of the pixels, its ops applied.
+                        let at = SampleParams {
+                            x: 0,
+                            y: 0,
                             flip: false,
-                            alpha: [0.0; 3],
-                        }
-                    };
-                    let mut geometry = if cfg.train {
-                        Geometry::Window(&mut draw)
-                    } else {
-                        Geometry::Eval(rrc)
-                    };
-                    let (label, mut params) = read_window(
-                        ds,
-                        i,
-                        &mut geometry,
-                        *decode,
-                        cfg.crop,
-                        &mut scratch.window,
-                        &mut scratch.resize,
-                        &mut scratch.pixels,
-                    )?;
-                    if cfg.train {
-                        self.ops
-                            .apply(&mut rng, &mut scratch.pixels, crop, &mut params);
-                        params.alpha = draw_alpha(&mut rng, cfg.lighting);
-                    }
-                    bufs.labels.push(label as i64);
-                    (crop, vec![params])
-                }
-            };
-            let stored = src;
-            let src: &[u8] = &scratch.pixels;
-            bufs.indices.push(i);
-            for (v, p) in views.into_iter().take(per_record).enumerate() {
-                let slot = (j * per_record + v) * per_image;
-                // The fused loop reads the patch at (x, y) of the stored image and mirrors it;
-                // RandomResizedCrop's window is already the whole of `src`, its ops applied.
-                let at = match cfg.recipe {
-                    Recipe::Paper => p,
-                    Recipe::RandomResizedCrop { .. } => SampleParams {
-                        x: 0,
-                        y: 0,
-                        flip: false,
-                        ..p
-                    },
-                };
-                match cfg.layout {
-                    Layout::F32Nchw => {
-                        let delta = lighting_delta(
-                            &self.eigenbasis.eigvecs,
-                            &self.eigenbasis.axis_std,
-                            p.alpha,
-                        );
-                        let out = &mut bufs.f32[slot..slot + per_image];
-                        fused_f32_nchw(src, stored, &at, crop, delta, &norm, out);
-                    }
-                    Layout::U8Nhwc => {
-                        fused_u8_nhwc(src, stored, &at, crop, &mut bufs.u8[slot..slot + per_image])
+                            ..p
+                        };
+                        let slot = (j * per_record + v) * per_image;
+                        self.write(&scratch.pixels, crop, &at, &p, &norm, slot, &mut bufs);
+                        bufs.params.push(p);
                     }
                 }
-                bufs.params.push(p);
             }
+        }
+        if let (Some(mixup), true) = (&cfg.augment.mixup, cfg.train) {
+            self.mix_batch(mixup, index, n, &mut bufs);
         }
         let shape = match cfg.layout {
             Layout::F32Nchw => [n, 3, crop, crop],
             Layout::U8Nhwc => [n, crop, crop, 3],
         };
         Ok((shape, bufs))
+    }
+
+    /// View `v` of record `i` under RandomResizedCrop: the window (drawn from the record's
+    /// dimensions before decoding), decoded and resized to the output in `scratch.pixels`; then
+    /// the per-sample ops, in order, on the same generator; the lighting and the erasing region.
+    /// View 0 draws from (seed, epoch, record), further views from their own streams.
+    fn rrc_view(
+        &self,
+        i: usize,
+        v: usize,
+        rrc: &crate::augment::RandomResizedCrop,
+        decode: crate::augment::DecodeMode,
+        scratch: &mut Scratch,
+    ) -> Result<(u32, SampleParams)> {
+        let cfg = &self.config;
+        let crop = cfg.crop as usize;
+        scratch.pixels.resize(crop * crop * 3, 0);
+        let seed = match v {
+            0 => cfg.seed,
+            _ => crate::seed::mix64(cfg.seed ^ VIEW_SALT ^ v as u64),
+        };
+        let mut rng = rng_for(seed, self.epoch, i as u64);
+        let mut draw = |(w, h)| {
+            let (x, y, w, h) = rrc.sample(&mut rng, w, h);
+            SampleParams {
+                x,
+                y,
+                w,
+                h,
+                flip: false,
+                alpha: [0.0; 3],
+                draws: Default::default(),
+            }
+        };
+        let mut geometry = if cfg.train {
+            Geometry::Window(&mut draw)
+        } else {
+            Geometry::Eval(rrc)
+        };
+        let (label, mut params) = read_window(
+            &self.dataset,
+            i,
+            &mut geometry,
+            decode,
+            cfg.crop,
+            &mut scratch.window,
+            &mut scratch.resize,
+            &mut scratch.pixels,
+        )?;
+        if cfg.train {
+            self.ops
+                .apply(&mut rng, &mut scratch.pixels, crop, &mut params);
+            params.alpha = draw_alpha(&mut rng, cfg.lighting);
+            params.draws.erase = cfg
+                .augment
+                .random_erasing
+                .and_then(|e| e.draw(&mut rng, cfg.crop, cfg.crop));
+        }
+        Ok((label, params))
+    }
+
+    /// Writes one output image at `slot` of the batch: the fused loop over `src` (`stored`
+    /// pixels wide) at `at`, with `p`'s lighting, then `p`'s erasing (f32).
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        src: &[u8],
+        stored: usize,
+        at: &SampleParams,
+        p: &SampleParams,
+        norm: &Normalize<'_>,
+        slot: usize,
+        bufs: &mut Buffers,
+    ) {
+        let cfg = &self.config;
+        let crop = cfg.crop as usize;
+        let per_image = crop * crop * 3;
+        match cfg.layout {
+            Layout::F32Nchw => {
+                let delta =
+                    lighting_delta(&self.eigenbasis.eigvecs, &self.eigenbasis.axis_std, p.alpha);
+                let out = &mut bufs.f32[slot..slot + per_image];
+                fused_f32_nchw(src, stored, at, crop, delta, norm, out);
+                if let (Some(e), Some(d)) = (&cfg.augment.random_erasing, &p.draws.erase) {
+                    e.erase(d, out, crop, crop);
+                }
+            }
+            Layout::U8Nhwc => {
+                fused_u8_nhwc(src, stored, at, crop, &mut bufs.u8[slot..slot + per_image])
+            }
+        }
+    }
+
+    /// MixUp/CutMix over the built batch (f32), with its draw from (seed, epoch, batch, rank).
+    fn mix_batch(&self, mixup: &Mixup, index: usize, n: usize, bufs: &mut Buffers) {
+        let cfg = &self.config;
+        let crop = cfg.crop as usize;
+        let stream = (index as u64)
+            .wrapping_mul(cfg.world_size as u64)
+            .wrapping_add(cfg.rank as u64);
+        let mut rng = rng_for(cfg.seed ^ MIX_SALT, self.epoch, stream);
+        let draw = mixup.draw(&mut rng, cfg.crop, cfg.crop);
+        Mixup::mix_images(&draw, &mut bufs.f32[..n * 3 * crop * crop], n, crop, crop);
+        let classes = self.dataset.info().classes.len();
+        mixup.soft_labels(&draw, &bufs.labels, classes, &mut bufs.soft_labels);
+        bufs.mix = Some(Box::new(draw));
     }
 
     /// The patches of record `i`: one random training patch, the centre patch, or the 10 patches.
@@ -982,6 +1177,7 @@ impl Job {
             h: cfg.crop,
             flip,
             alpha: [0.0; 3],
+            draws: Default::default(),
         };
         if !cfg.ten_crop {
             let c = center_crop_offset(size, cfg.crop);
@@ -1009,6 +1205,8 @@ pub struct Epoch {
 
 /// What [`Epoch::next_within`] found.
 #[derive(Debug)]
+// A batch moves once per `next_within`; boxing it would allocate per batch.
+#[allow(clippy::large_enum_variant)]
 pub enum Next {
     /// The next batch, or the error that replaced it.
     Batch(Result<Batch>),

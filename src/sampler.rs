@@ -204,6 +204,7 @@ pub fn train_params(
         h: crop,
         flip,
         alpha,
+        draws: Default::default(),
     }
 }
 

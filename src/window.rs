@@ -79,6 +79,7 @@ pub fn read_window(
                 h: (h.round() as u32).max(1),
                 flip: false,
                 alpha: [0.0; 3],
+                draws: Default::default(),
             }
         }
     };

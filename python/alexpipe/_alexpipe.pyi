@@ -167,12 +167,41 @@ class Loader:
         cache_dir: Optional[_Path] = None,
         cache_bytes: Optional[int] = None,
         s3_endpoint: Optional[str] = None,
+        color_jitter: Optional[Union[float, Sequence[float]]] = None,
+        trivial_augment: bool = False,
+        random_erasing: float = 0.0,
+        erasing_mode: str = "const",
+        erasing_scale: Tuple[float, float] = (0.02, 0.33),
+        erasing_ratio: Tuple[float, float] = (0.3, 3.3),
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        mix_prob: float = 1.0,
+        mix_switch_prob: float = 0.5,
+        label_smoothing: float = 0.1,
+        views: int = 1,
+        size_schedule: Optional[Tuple[int, int, int, int, int]] = None,
     ) -> None:
         """recipe: "paper" (random crop-sized patches of the stored images, §4.1) or "rrc"
         (torchvision's RandomResizedCrop of the whole image to crop×crop, with scale and ratio;
         evaluation: short side to crop / crop_fraction, centre crop; decode "crop" decodes only
         the window at a reduced DCT scale, "exact" decodes whole). Defaults per recipe: lighting
         0.1 and mean "image" for "paper", 0 and "imagenet" for "rrc".
+        recipe="timm": timm's ImageNet training defaults (RRC, flip, color_jitter 0.4, ImageNet
+        normalisation, label_smoothing 0.1 as soft labels), the options below overriding them.
+        The "rrc" recipe's optional training ops (docs/ENGINE.md), as torchvision.transforms.v2 and
+        timm define them: color_jitter (timm's form: one value for brightness, contrast and
+        saturation, or 3 or 4 values with hue; random order per sample), trivial_augment
+        (TrivialAugmentWide, 31 bins, nearest, fill 0), random_erasing (probability; erasing_mode
+        "const" 0, "rand" per channel or "pixel" per value N(0, 1), on the normalised output: f32
+        layout only), mixup / cutmix (the α of timm's batch-mode Mixup with mix_prob,
+        mix_switch_prob, label_smoothing; f32 layout only): the labels are then the float32
+        [N, classes] soft labels, the integer ones in the debug dict's "labels". debug=True adds
+        each sample's draws: "jitter" (factors, NaN when off), "jitter_order", "trivial_op",
+        "trivial_magnitude", "erase" (x, y, w, h; -1 when not erased) and the batch's "mix_lam",
+        "mix_box" (y0, y1, x0, x1 or None). views: augmented views of each record in a
+        training batch (each with its own draws and label; N = views × records).
+        size_schedule: (min, max, start_epoch, end_epoch, multiple), FFCV's progressive
+        resizing of the training output side per epoch (e.g. (160, 192, 11, 13, 32)).
         mean: "image" subtracts the training set's mean image (paper §2; inputs stay in levels,
         about ±128 — what the paper's AlexNet and its init expect, not a torchvision model);
         "channel" subtracts the dataset's channel mean and divides by its std (unit scale);

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alexpipe::{Eigenbasis, Layout, MeanMode, Mode, Next, RandomResizedCrop, Recipe};
+use alexpipe::{
+    Augmentations, ColorJitter, Eigenbasis, EraseFill, Layout, MeanMode, Mixup, Mode, Next,
+    ProgressiveResize, RandomErasing, RandomResizedCrop, Recipe, TrivialAugmentWide,
+};
 use numpy::ndarray::{ArrayView, Ix4};
 use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
 use pyo3::exceptions::{
@@ -460,7 +463,11 @@ impl Loader {
                         indices=None, stats_from=None, debug=false, recipe="paper",
                         scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), crop_fraction=0.875,
                         decode="crop", order="global", shard_window=4, cache_dir=None,
-                        cache_bytes=None, s3_endpoint=None))]
+                        cache_bytes=None, s3_endpoint=None, color_jitter=None, trivial_augment=false,
+                        random_erasing=0.0, erasing_mode="const", erasing_scale=(0.02, 0.33),
+                        erasing_ratio=(0.3, 3.3), mixup=0.0, cutmix=0.0, mix_prob=1.0,
+                        mix_switch_prob=0.5, label_smoothing=0.1, views=1,
+                        size_schedule=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -495,6 +502,19 @@ impl Loader {
         cache_dir: Option<PathBuf>,
         cache_bytes: Option<u64>,
         s3_endpoint: Option<String>,
+        color_jitter: Option<&Bound<'_, PyAny>>,
+        trivial_augment: bool,
+        random_erasing: f64,
+        erasing_mode: &str,
+        erasing_scale: (f64, f64),
+        erasing_ratio: (f64, f64),
+        mixup: f64,
+        cutmix: f64,
+        mix_prob: f64,
+        mix_switch_prob: f64,
+        label_smoothing: f64,
+        views: usize,
+        size_schedule: Option<(u32, u32, u64, u64, u32)>,
     ) -> PyResult<Self> {
         let remote = remote_options(cache_dir, cache_bytes, s3_endpoint);
         let dataset = dataset_of(py, source, &remote)?;
@@ -512,7 +532,11 @@ impl Loader {
         let layout: Layout = parse(layout)?;
         // Each recipe's own defaults: the paper's mean image and PCA lighting; torchvision's
         // ImageNet normalisation and no lighting for RandomResizedCrop.
-        let recipe = match parse::<Recipe>(recipe)? {
+        // "timm": timm's ImageNet training defaults (LoaderConfig::timm), the options below
+        // overriding them.
+        let timm = recipe == "timm";
+        let preset = alexpipe::LoaderConfig::timm(crop).augment;
+        let recipe = match parse::<Recipe>(if timm { "rrc" } else { recipe })? {
             Recipe::Paper => Recipe::Paper,
             Recipe::RandomResizedCrop { .. } => Recipe::RandomResizedCrop {
                 crop: RandomResizedCrop {
@@ -558,6 +582,41 @@ impl Loader {
             ten_crop,
             rank,
             world_size,
+            augment: Augmentations {
+                color_jitter: match color_jitter {
+                    Some(value) => Some(jitter_of(value)?),
+                    None if timm => preset.color_jitter,
+                    None => None,
+                },
+                trivial_augment: trivial_augment.then(TrivialAugmentWide::default),
+                random_erasing: (random_erasing > 0.0)
+                    .then(|| {
+                        Ok::<_, PyErr>(RandomErasing {
+                            p: random_erasing,
+                            scale: erasing_scale,
+                            ratio: erasing_ratio,
+                            fill: erase_fill(erasing_mode)?,
+                        })
+                    })
+                    .transpose()?,
+                mixup: (mixup > 0.0 || cutmix > 0.0 || timm).then_some(Mixup {
+                    mixup_alpha: mixup,
+                    cutmix_alpha: cutmix,
+                    prob: mix_prob,
+                    switch_prob: mix_switch_prob,
+                    label_smoothing,
+                }),
+                views,
+                progressive: size_schedule.map(|(min, max, start_epoch, end_epoch, multiple)| {
+                    ProgressiveResize {
+                        min,
+                        max,
+                        start_epoch,
+                        end_epoch,
+                        multiple,
+                    }
+                }),
+            },
         };
         let inner = match stats_from {
             // Validation images normalised with the training set's statistics (paper §2).
@@ -737,7 +796,18 @@ impl LoaderIter {
                 }
             }
         };
-        let labels = PyArray1::from_slice(py, batch.labels());
+        // With MixUp/CutMix, the [N, classes] soft labels (as timm's `Mixup` returns them).
+        let labels = match batch.soft_labels() {
+            Some(soft) => {
+                let classes = soft.len() / batch.labels().len().max(1);
+                let rows: Vec<Vec<f32>> =
+                    soft.chunks(classes.max(1)).map(<[f32]>::to_vec).collect();
+                PyArray2::from_vec2(py, &rows)
+                    .map_err(|e| AlexpipeError::new_err(e.to_string()))?
+                    .into_any()
+            }
+            None => PyArray1::from_slice(py, batch.labels()).into_any(),
+        };
         let info = if self.debug {
             Some(params_dict(py, &batch)?)
         } else {
@@ -778,6 +848,38 @@ impl LoaderIter {
     }
 }
 
+/// timm's `color_jitter` argument: one value for brightness, contrast and saturation, or 3 or 4
+/// values (brightness, contrast, saturation[, hue]).
+fn jitter_of(value: &Bound<'_, PyAny>) -> PyResult<ColorJitter> {
+    let values: Vec<f32> = match value.extract::<f32>() {
+        Ok(v) => vec![v, v, v],
+        Err(_) => value.extract()?,
+    };
+    let hue = match values.len() {
+        3 => 0.0,
+        4 => values[3],
+        n => {
+            return Err(PyValueError::new_err(format!(
+                "color_jitter: give one value or 3 or 4 (brightness, contrast, saturation[, hue]), not {n}"
+            )))
+        }
+    };
+    ColorJitter::new(values[0], values[1], values[2], hue).map_err(to_py)
+}
+
+/// timm's erasing modes: `"const"` (0), `"rand"` (one N(0, 1) value per channel), `"pixel"`
+/// (one per value, torchvision's `value="random"`).
+fn erase_fill(mode: &str) -> PyResult<EraseFill> {
+    match mode {
+        "const" => Ok(EraseFill::Constant([0.0; 3])),
+        "rand" => Ok(EraseFill::PerChannel),
+        "pixel" => Ok(EraseFill::PerPixel),
+        other => Err(PyValueError::new_err(format!(
+            "erasing_mode {other:?}: use \"const\" (0, torchvision's default), \"rand\" (per channel) or \"pixel\" (per pixel, timm's --remode pixel)"
+        ))),
+    }
+}
+
 fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<'py, PyDict>> {
     let p = batch.params();
     let d = PyDict::new(py);
@@ -807,6 +909,52 @@ fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<
     )?;
     let alpha: Vec<Vec<f32>> = p.iter().map(|q| q.alpha.to_vec()).collect();
     d.set_item("alpha", PyArray2::from_vec2(py, &alpha)?)?;
+    // The optional ops' draws: NaN / -1 / "" where an op is off or did not act.
+    let jitter: Vec<Vec<f32>> = p
+        .iter()
+        .map(|q| match &q.draws.jitter {
+            Some(j) => [j.brightness, j.contrast, j.saturation, j.hue]
+                .map(|f| f.unwrap_or(f32::NAN))
+                .to_vec(),
+            None => vec![f32::NAN; 4],
+        })
+        .collect();
+    d.set_item("jitter", PyArray2::from_vec2(py, &jitter)?)?;
+    let order: Vec<Vec<i64>> = p
+        .iter()
+        .map(|q| match &q.draws.jitter {
+            Some(j) => j.order.map(i64::from).to_vec(),
+            None => vec![-1; 4],
+        })
+        .collect();
+    d.set_item("jitter_order", PyArray2::from_vec2(py, &order)?)?;
+    let trivial: Vec<&str> = p
+        .iter()
+        .map(|q| q.draws.trivial.map_or("", |t| t.op.name()))
+        .collect();
+    d.set_item("trivial_op", trivial)?;
+    d.set_item(
+        "trivial_magnitude",
+        PyArray1::from_vec(
+            py,
+            p.iter()
+                .map(|q| q.draws.trivial.map_or(f32::NAN, |t| t.magnitude))
+                .collect(),
+        ),
+    )?;
+    let erase: Vec<Vec<i64>> = p
+        .iter()
+        .map(|q| match &q.draws.erase {
+            Some(e) => vec![e.x as i64, e.y as i64, e.w as i64, e.h as i64],
+            None => vec![-1; 4],
+        })
+        .collect();
+    d.set_item("erase", PyArray2::from_vec2(py, &erase)?)?;
+    d.set_item("labels", PyArray1::from_slice(py, batch.labels()))?;
+    if let Some(mix) = batch.mix() {
+        d.set_item("mix_lam", mix.lam)?;
+        d.set_item("mix_box", mix.cutmix_box.map(|b| b.to_vec()))?;
+    }
     d.set_item("wait", batch.wait().as_secs_f64())?;
     Ok(d)
 }

@@ -10,27 +10,47 @@
 //! tested against the composition of the plain ones.
 //!
 //! Today's recipe sits beside them: [`RandomResizedCrop`] (its own file) and the [`Recipe`] a
-//! loader runs.
+//! loader runs, with its optional ops, each a file of its own as torchvision and timm define them:
+//! [`ColorJitter`] (over the plain adjustments of `color.rs`), [`TrivialAugmentWide`] (over
+//! `color.rs`, `tone.rs` and the nearest-neighbour warps of `affine.rs`), [`RandomErasing`] (on
+//! the normalised output), the batch-level [`Mixup`] (MixUp and CutMix with soft labels) and
+//! [`ProgressiveResize`] (the output side per epoch).
 
+mod affine;
+mod color;
+mod color_jitter;
 mod crop;
 mod flip;
 mod fused;
 mod layout;
 mod lighting;
+mod mixup;
 mod normalize;
 mod pipeline;
+mod progressive_resize;
+mod random_erasing;
 mod random_resized_crop;
 mod recipe;
+mod tone;
+mod trivial_augment;
 
+pub use affine::{inverse_affine_matrix, rotate, shear_x, shear_y, translate, warp_nearest};
+pub use color::{adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation};
+pub use color_jitter::{apply_jitter, ColorJitter, JitterDraw};
 pub use crop::{crop, five_crop_positions};
 pub use flip::{flip, flip_in_place, HorizontalFlip};
 pub use fused::{fused_f32_nchw, fused_u8_nhwc};
 pub use layout::hwc_to_chw;
 pub use lighting::{add_delta, draw_alpha, lighting_delta};
+pub use mixup::{MixDraw, Mixup};
 pub use normalize::{normalize_channels, subtract_mean_image, Normalize};
 pub use pipeline::{PixelOp, PixelOps};
+pub use progressive_resize::ProgressiveResize;
+pub use random_erasing::{EraseDraw, EraseFill, RandomErasing};
 pub use random_resized_crop::{RandomResizedCrop, ATTEMPTS};
-pub use recipe::{DecodeMode, Recipe};
+pub use recipe::{Augmentations, DecodeMode, Recipe};
+pub use tone::{adjust_sharpness, autocontrast, equalize, posterize, solarize};
+pub use trivial_augment::{TrivialAugmentWide, TrivialDraw, TrivialOp};
 
 /// Where a patch comes from and how it is transformed: one sample's random draws.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +69,20 @@ pub struct SampleParams {
     pub flip: bool,
     /// PCA lighting coefficients αᵢ (zero: no lighting).
     pub alpha: [f32; 3],
+    /// The draws of the optional ops (none for the paper's recipe).
+    pub draws: OpDraws,
+}
+
+/// One sample's draws of the optional ops of the RandomResizedCrop recipe, for checking and
+/// debugging (`None`: the op is off).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OpDraws {
+    /// [`ColorJitter`]'s order and factors.
+    pub jitter: Option<JitterDraw>,
+    /// [`TrivialAugmentWide`]'s op and magnitude.
+    pub trivial: Option<TrivialDraw>,
+    /// [`RandomErasing`]'s region (`None` also when the sample was not erased).
+    pub erase: Option<EraseDraw>,
 }
 
 #[cfg(test)]
@@ -156,6 +190,7 @@ mod tests {
                 h: c as u32,
                 flip,
                 alpha: [0.0; 3],
+                draws: OpDraws::default(),
             };
             let delta = [3.25, -1.5, 0.75];
             for norm in &norms {

@@ -9,7 +9,9 @@
 //! a window first (exactly, or crop-aware: [`crate::prep::decode_jpeg_window`]), then runs the
 //! same fused loop over the resized window.
 
-use super::RandomResizedCrop;
+use super::{
+    ColorJitter, Mixup, ProgressiveResize, RandomErasing, RandomResizedCrop, TrivialAugmentWide,
+};
 use crate::error::{Error, Result};
 
 /// How RandomResizedCrop decodes JPEG records.
@@ -95,5 +97,71 @@ impl Recipe {
             Recipe::Paper => "paper",
             Recipe::RandomResizedCrop { .. } => "rrc",
         }
+    }
+}
+
+/// The optional ops of the RandomResizedCrop recipe (all off by [`Default`]), in the order they
+/// run: after the mirror, [`TrivialAugmentWide`] then [`ColorJitter`] on the resized window (u8);
+/// [`RandomErasing`] on the normalised f32 output, where torchvision and timm erase; [`Mixup`]
+/// on the whole batch; and the batch's shape: `views` per record, the output side per epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Augmentations {
+    /// Brightness, contrast, saturation and hue jitter.
+    pub color_jitter: Option<ColorJitter>,
+    /// One op of TrivialAugmentWide's set per sample.
+    pub trivial_augment: Option<TrivialAugmentWide>,
+    /// Random erasing of the normalised output (f32 layout only).
+    pub random_erasing: Option<RandomErasing>,
+    /// Batch-level MixUp / CutMix with soft labels (f32 layout only).
+    pub mixup: Option<Mixup>,
+    /// Augmented views of each record in a training batch (multi-view: timm's repeated
+    /// augmentation, the two views of self-supervised methods); each view has its own draws
+    /// and label entry, a batch of `batch_size` records holds `views × batch_size` images.
+    pub views: usize,
+    /// The training output side per epoch instead of `crop` (progressive resizing).
+    pub progressive: Option<ProgressiveResize>,
+}
+
+impl Default for Augmentations {
+    fn default() -> Self {
+        Augmentations {
+            color_jitter: None,
+            trivial_augment: None,
+            random_erasing: None,
+            mixup: None,
+            views: 1,
+            progressive: None,
+        }
+    }
+}
+
+impl Augmentations {
+    /// True when no optional op is on.
+    pub fn is_empty(&self) -> bool {
+        *self == Augmentations::default()
+    }
+
+    /// [`crate::Error::Usage`] for an op whose parameters are out of range (output sides up to
+    /// `max_side`).
+    pub fn validate(&self, max_side: u32) -> Result<()> {
+        if !(1..=64).contains(&self.views) {
+            return Err(Error::Usage(format!(
+                "views {}: give 1 to 64 augmented views per record",
+                self.views
+            )));
+        }
+        if let Some(p) = &self.progressive {
+            p.validate(max_side)?;
+        }
+        if let Some(t) = &self.trivial_augment {
+            t.validate()?;
+        }
+        if let Some(e) = &self.random_erasing {
+            e.validate()?;
+        }
+        if let Some(m) = &self.mixup {
+            m.validate()?;
+        }
+        Ok(())
     }
 }

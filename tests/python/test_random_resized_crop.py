@@ -274,7 +274,7 @@ def test_usage_errors_name_the_fix(corpus, datasets, tmp_path):
     with pytest.raises(ValueError, match="decode"):
         alexpipe.Loader(str(datasets["original"]), recipe="rrc", decode="fast")
     with pytest.raises(ValueError, match="recipe"):
-        alexpipe.Loader(str(datasets["original"]), recipe="timm")
+        alexpipe.Loader(str(datasets["original"]), recipe="deit")
 
 
 def test_the_trainer_trains_with_the_rrc_recipe(datasets, tmp_path):

@@ -675,6 +675,7 @@ fn loader_config(recipe: &Recipe, train: bool) -> LoaderConfig {
         ten_crop: !train && recipe.ten_crop,
         rank: 0,
         world_size: 1,
+        augment: alexpipe::Augmentations::default(),
     }
 }
 
