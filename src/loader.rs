@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError};
 
 use crate::augment::{
     draw_alpha, five_crop_positions, fused_f32_nchw, fused_u8_nhwc, lighting_delta, Augmentations,
@@ -370,8 +370,8 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        // The loader may be gone; then the buffers are simply freed.
-        let _ = self.recycle.send(std::mem::take(&mut self.bufs));
+        // The loader may be gone, or its pool full: then the buffers are simply freed.
+        let _ = self.recycle.try_send(std::mem::take(&mut self.bufs));
     }
 }
 
@@ -500,7 +500,12 @@ impl Loader {
             ),
         };
         let mean_image = Arc::new(stats.mean_image.clone());
-        let (pool_tx, pool_rx) = unbounded();
+        // The pool is a bounded (array) channel, its slots allocated once here, so recycling a
+        // batch's buffers never allocates (an unbounded channel allocates a block every 31
+        // sends); buffers beyond what can be in flight (workers building, the prefetched
+        // batches, batches the consumer holds) are freed instead.
+        let in_flight = crate::threads::worker_threads(config.threads) + config.prefetch;
+        let (pool_tx, pool_rx) = bounded(2 * in_flight + 8);
         let ops = Arc::new(pixel_ops(&config));
         let recipe = recipe(&config, &ops, &mean_image, &eigenbasis, channel);
         let dataset_digest = dataset_digest(&dataset, None);
