@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use alexpipe::{Augmentations, Dataset, Loader, LoaderConfig, Mode, ProgressiveResize};
 
-mod common;
+use crate::common;
 
 fn dataset() -> (tempfile::TempDir, Arc<Dataset>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -28,6 +28,7 @@ fn rss() -> usize {
 
 #[test]
 fn progressive_resizing_follows_the_schedule_and_memory_stays_bounded() {
+    let _alone = crate::alone();
     let (_dir, ds) = dataset();
     let schedule = ProgressiveResize {
         min: 96,
@@ -95,6 +96,7 @@ fn progressive_resizing_follows_the_schedule_and_memory_stays_bounded() {
 
 #[test]
 fn multi_view_batches_hold_independent_views_of_each_record() {
+    let _alone = crate::alone();
     let (_dir, ds) = dataset();
     let config = |views, threads| LoaderConfig {
         batch_size: 4,

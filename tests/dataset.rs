@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use alexpipe::{build, Dataset, Mode};
 
-mod common;
-use common::{all_pixels, fixtures_config};
+use crate::common::{all_pixels, fixtures_config};
 
 fn build_to(out: &Path, mode: Mode, threads: usize) -> alexpipe::BuildSummary {
     let mut cfg = fixtures_config(out, 64, mode, 5);

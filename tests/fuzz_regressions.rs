@@ -2,7 +2,7 @@
 //! docs/RELIABILITY.md) found and we kept (`tests/fuzz_regressions/TARGET/*`), plus the seeds. Each
 //! must run through its target's body without a panic.
 //!
-//! `ALEXPIPE_FUZZ_SEEDS=fuzz/corpus cargo test --test fuzz_regressions` also writes the seeds to
+//! `ALEXPIPE_FUZZ_SEEDS=fuzz/corpus cargo test --test integration fuzz_regressions` also writes the seeds to
 //! `fuzz/corpus/TARGET/` as the starting corpus for `cargo +nightly fuzz run`.
 
 use std::fs;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use alexpipe::sampler::{train_params, Sampler};
 use alexpipe::{Dataset, Loader, LoaderConfig, Mode};
 
-mod common;
+use crate::common;
 
 /// (seed, epoch, record) → (x, y, flip, α) for size 256, crop 224, flip 0.5, σ 0.1 (the paper's).
 #[allow(clippy::type_complexity)]

@@ -15,8 +15,8 @@ use ndarray::{ArrayView1, ArrayView4};
 
 const S: usize = 64;
 
-mod common;
-use common::all_pixels as pixels;
+use crate::common;
+use crate::common::all_pixels as pixels;
 
 fn build_as(out: &Path, format: OutputFormat) -> alexpipe::BuildSummary {
     let mut cfg = common::fixtures_config(out, S as u32, Mode::Raw, 7);

@@ -13,8 +13,8 @@ use alexpipe::{Dataset, Eigenbasis, Layout, Loader, LoaderConfig, MeanMode, Mode
 const SIZE: u32 = 64;
 const CROP: u32 = 48;
 
-mod common;
-use common::pixels;
+use crate::common;
+use crate::common::pixels;
 
 fn dataset(dir: &Path, mode: Mode) -> Arc<Dataset> {
     let out = dir.join(mode.name());

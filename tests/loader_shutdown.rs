@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alexpipe::{build, Dataset, Layout, Loader, LoaderConfig, Mode};
 
-mod common;
+use crate::common;
 
 /// Live threads of this process whose name starts with `alexpipe-loader` (Linux truncates names to
 /// 15 bytes: "alexpipe-loader").
@@ -32,6 +32,7 @@ fn splitmix(state: &mut u64) -> u64 {
 
 #[test]
 fn a_loader_dropped_at_random_points_1000_times_never_hangs_or_leaks_threads() {
+    let _alone = crate::alone();
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = dir.path().join("raw");
     let mut cfg = common::fixtures_config(&raw, 32, Mode::Raw, 8);

@@ -2,7 +2,7 @@
 //! byte-identical (the manifest after its `created_unix`), statistics identical; and the merges that
 //! must be refused (a missing part, a part of another input or other options, a part given twice).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 
 use alexpipe::{Dataset, Mode};
 
-mod common;
+use crate::common;
 
 fn set_nofile(soft: u64, hard: u64) {
     let r = libc::rlimit {
@@ -28,6 +28,7 @@ fn nofile() -> (u64, u64) {
 
 #[test]
 fn many_shards_raise_the_open_file_limit_or_say_how_to() {
+    let _alone = crate::alone();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("ds");
     common::build_fixtures(&out, 16, Mode::Raw, 1, None); // one shard per record

@@ -11,8 +11,8 @@ use alexpipe::{build, BuildConfig, Dataset, Loader, LoaderConfig, Mode};
 
 const SIZE: u32 = 32;
 
-mod common;
-use common::{all_pixels, fixtures, read_all_pixels};
+use crate::common;
+use crate::common::{all_pixels, fixtures, read_all_pixels};
 
 fn build_to(out: &Path, mode: Mode, shard_size: u64) {
     common::build_fixtures(out, SIZE, mode, shard_size, Some(2));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use alexpipe::{Dataset, Layout, Loader, LoaderConfig, Mode};
 
-mod common;
+use crate::common;
 
 /// Allocations of at least this many bytes are "large": a 64 px record is 12,288 bytes, a one-image
 /// 48 px f32 batch 27,648; everything else the engine allocates per batch (parameters, small vectors)
@@ -115,6 +115,7 @@ fn measure(loader: &mut Loader, first: u64, epochs: u64, copy: bool) -> Counts {
 
 #[test]
 fn after_warm_up_batches_allocate_no_image_buffers() {
+    let _alone = crate::alone();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("raw");
     common::build_fixtures(&out, 64, Mode::Raw, 8, None);

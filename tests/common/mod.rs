@@ -1,4 +1,4 @@
-//! Helpers shared by the integration-test binaries (`mod common;` in each): the bundled fixtures,
+//! Helpers shared by the integration-test binaries (`mod common;` in each root): the bundled fixtures,
 //! building them, and reading a dataset's pixels back. Tests keep their own assertions; nothing here
 //! checks anything beyond "this step worked". Not every binary uses every helper.
 #![allow(dead_code)]

@@ -29,3 +29,12 @@ impl DeviceChoice {
         })
     }
 }
+
+/// Sets how cuDNN picks its convolution algorithms for a run on `device`: with `benchmark`, by
+/// timing the candidates on the first batches of each shape and keeping the fastest (what
+/// PyTorch's ImageNet scripts switch on), else by its heuristics. Nothing to set on the CPU.
+pub fn configure(device: Device, benchmark: bool) {
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(benchmark);
+    }
+}

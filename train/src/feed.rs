@@ -39,6 +39,9 @@ pub struct DeviceBatch {
     pub images: Tensor,
     /// `[images]` i64 (one per image; N = 10 × images with 10-crop).
     pub labels: Tensor,
+    /// `[N, classes]` f32 soft labels when the engine mixes batches (MixUp/CutMix) or smooths
+    /// labels; the loss is then taken against them ([`crate::loss`]).
+    pub soft_labels: Option<Tensor>,
 }
 
 impl Feeder {
@@ -71,6 +74,12 @@ impl Feeder {
     /// Starts moving `batch` to the device (asynchronously on CUDA).
     pub fn upload(&mut self, batch: &Batch) -> Result<DeviceBatch, WrongLayout> {
         let labels = Tensor::from_slice(batch.labels());
+        let soft_labels = batch.soft_labels().map(|soft| {
+            let n = batch.labels().len() as i64;
+            Tensor::from_slice(soft)
+                .view([n, soft.len() as i64 / n.max(1)])
+                .to_device_(self.device, Kind::Float, true, false)
+        });
         let shape = batch.shape().map(|d| d as i64);
         let images = match &self.finisher {
             None => {
@@ -109,6 +118,7 @@ impl Feeder {
         Ok(DeviceBatch {
             images,
             labels: labels.to_device_(self.device, Kind::Int64, true, false),
+            soft_labels,
         })
     }
 }

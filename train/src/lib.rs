@@ -1,7 +1,8 @@
 //! The paper's AlexNet and its training recipe (Krizhevsky, Sutskever & Hinton, 2012), fed by the
 //! alexpipe engine. Modules mirror the paper:
 //! - [`model`] (§3): the network, LRN, the two-column grouped convolutions.
-//! - [`sgd`] (§5): the paper's momentum and weight-decay update.
+//! - [`sgd`] (§5): the paper's momentum and weight-decay update; [`loss`] (§5): cross-entropy
+//!   against labels, or against MixUp/CutMix's soft labels.
 //! - [`recipe`] (§5): the hyper-parameters and the `paper`, `demo` and `small` presets.
 //! - [`schedule`] (§5): the learning-rate schedule, a pure function of the validation error.
 //! - [`train`] (§5, §6): the [`Trainer`]'s epoch (train, validate — centre or 10 patches — and
@@ -23,6 +24,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod feed;
 pub mod finish;
+pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod pictures;

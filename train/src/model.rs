@@ -65,6 +65,10 @@ pub struct AlexNetConfig {
     pub dropout: f64,
     /// Initial weights.
     pub init: WeightInit,
+    /// conv1's initial weights N(0, σ²) with this σ instead of `init`'s (`--conv1-std`); `None`:
+    /// `init`'s. (Checkpoints written before it existed load as `None`.)
+    #[serde(default)]
+    pub conv1_std: Option<f64>,
     /// Constant biases (§5).
     pub bias_init: BiasInit,
 }
@@ -78,6 +82,7 @@ impl AlexNetConfig {
             input: 224,
             dropout: 0.5,
             init: WeightInit::Paper,
+            conv1_std: None,
             bias_init: BiasInit::Paper,
         }
     }
@@ -98,6 +103,9 @@ pub enum ModelError {
     /// Dropout outside [0, 1).
     #[error("dropout {0} must be in [0, 1)")]
     BadDropout(f64),
+    /// conv1's σ ≤ 0 or not finite.
+    #[error("--conv1-std {0} must be a positive number (the paper's σ: 0.01)")]
+    BadConv1Std(f64),
 }
 
 /// Channel counts of conv1..conv5 and the width of fc6/fc7.
@@ -194,6 +202,9 @@ impl AlexNet {
         if !(0.0..1.0).contains(&config.dropout) {
             return Err(ModelError::BadDropout(config.dropout));
         }
+        if let Some(std) = config.conv1_std.filter(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(ModelError::BadConv1Std(std));
+        }
         let w = Widths::scaled(config.width);
         let weights = match config.init {
             WeightInit::Paper => nn::Init::Randn {
@@ -206,6 +217,10 @@ impl AlexNet {
                 non_linearity: nn::init::NonLinearity::ReLU,
             },
         };
+        let conv1_weights = match config.conv1_std {
+            Some(stdev) => nn::Init::Randn { mean: 0.0, stdev },
+            None => weights,
+        };
         let one = nn::Init::Const(config.bias_init.value());
         let zero = nn::Init::Const(0.0);
         let conv = |name: &str, i: i64, o: i64, k: i64, stride, padding, groups, bias| {
@@ -213,7 +228,11 @@ impl AlexNet {
                 stride,
                 padding,
                 groups,
-                ws_init: weights,
+                ws_init: if name == "conv1" {
+                    conv1_weights
+                } else {
+                    weights
+                },
                 bs_init: bias,
                 ..Default::default()
             };
@@ -531,6 +550,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn conv1_std_sets_conv1_alone() {
+        tch::manual_seed(4);
+        let config = AlexNetConfig {
+            init: WeightInit::Kaiming,
+            conv1_std: Some(0.01),
+            width: 0.25,
+            ..AlexNetConfig::paper(10)
+        };
+        let (_vs, net) = build(&config);
+        let std = |w: &Tensor| f64::try_from(w.std(true)).expect("scalar");
+        let conv1 = std(&net.conv1.layer.ws);
+        assert!((conv1 / 0.01 - 1.0).abs() < 0.03, "conv1 std {conv1}");
+        // The rest keep He's σ: conv2 (grouped, ¼ width) has fan-in 12·5·5 = 300.
+        let conv2 = std(&net.conv2.layer.ws);
+        let he = (2.0f64 / 300.0).sqrt();
+        assert!(
+            (conv2 / he - 1.0).abs() < 0.03,
+            "conv2 std {conv2}, want {he}"
+        );
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bad = AlexNetConfig {
+            conv1_std: Some(0.0),
+            ..config
+        };
+        assert_eq!(
+            AlexNet::new(&vs.root(), &bad).err(),
+            Some(ModelError::BadConv1Std(0.0))
+        );
     }
 
     #[test]

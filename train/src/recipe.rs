@@ -41,6 +41,10 @@ pub struct Recipe {
     /// The engine's augmentation: the paper's crops of the stored images (§4.1) or
     /// RandomResizedCrop of whole images (`--recipe rrc`).
     pub augment: alexpipe::Recipe,
+    /// The RandomResizedCrop recipe's optional training ops: colour jitter, TrivialAugmentWide,
+    /// random erasing, MixUp/CutMix with soft labels (trained with a soft-target loss), views
+    /// (all off: the paper's and torchvision's recipes). Validation never uses them.
+    pub ops: alexpipe::Augmentations,
     /// Patch side and network input (paper: 224).
     pub crop: u32,
     /// σ of PCA lighting (paper: 0.1).
@@ -66,6 +70,9 @@ pub struct Recipe {
     pub precision: Precision,
     /// Convolution weights and inputs in channels-last memory (NHWC; same values).
     pub channels_last: bool,
+    /// On CUDA, cuDNN times its candidate algorithms on the first batches and keeps the fastest
+    /// (else it picks by heuristics; either way GPU arithmetic is not bit-reproducible).
+    pub cudnn_benchmark: bool,
 }
 
 impl Recipe {
@@ -85,6 +92,7 @@ impl Recipe {
             lr_drop_after: Vec::new(),
             seed: 0,
             augment: alexpipe::Recipe::Paper,
+            ops: alexpipe::Augmentations::default(),
             crop: 224,
             lighting: 0.1,
             flip: 0.5,
@@ -97,6 +105,7 @@ impl Recipe {
             upload: Upload::F32,
             precision: Precision::F32,
             channels_last: false,
+            cudnn_benchmark: true,
         }
     }
 
@@ -154,6 +163,8 @@ pub struct ModelOptions {
     pub dropout: f64,
     /// Initial weights.
     pub init: WeightInit,
+    /// conv1's weights N(0, σ²) instead of `init`'s.
+    pub conv1_std: Option<f64>,
     /// Constant bias value.
     pub bias_init: BiasInit,
 }
@@ -165,6 +176,7 @@ impl ModelOptions {
             width: 1.0,
             dropout: 0.5,
             init: WeightInit::Paper,
+            conv1_std: None,
             bias_init: BiasInit::Paper,
         }
     }
@@ -179,11 +191,14 @@ impl ModelOptions {
         }
     }
 
-    /// A ⅛-width network: He initialization (the paper's N(0, 0.01) sits at chance so narrow),
-    /// Caffe's biases.
+    /// A ⅛-width network: He initialization (the paper's N(0, 0.01) sits at chance so narrow)
+    /// except conv1, which keeps the paper's N(0, 0.01): its learned kernels then stand out of a
+    /// quiet start as edge and blob detectors, where He's σ (0.074 for 11×11×3) leaves pixel noise
+    /// in the detail small images never train; Caffe's biases.
     pub fn small() -> ModelOptions {
         ModelOptions {
             width: 0.125,
+            conv1_std: Some(0.01),
             ..ModelOptions::demo()
         }
     }
@@ -196,6 +211,7 @@ impl ModelOptions {
             input: i64::from(input),
             dropout: self.dropout,
             init: self.init,
+            conv1_std: self.conv1_std,
             bias_init: self.bias_init,
         }
     }
@@ -273,7 +289,7 @@ mod tests {
     #[test]
     fn small_preset_is_the_fashion_mnist_recipe() {
         let (r, m) = (Preset::Small.recipe(), Preset::Small.model());
-        assert_eq!((r.crop, m.width), (64, 0.125));
+        assert_eq!((r.crop, m.width, m.conv1_std), (64, 0.125, Some(0.01)));
         assert_eq!((r.epochs, r.lr_drop_after.as_slice()), (6, &[4][..]));
         assert_eq!((r.batch_size, r.lr), (128, 0.02));
         assert_eq!(

@@ -19,7 +19,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointError, TrainState};
 use crate::feed::{DeviceBatch, Feeder, WrongLayout};
-use crate::finish::{layout_for, FinishError};
+use crate::finish::{layout_for, FinishError, Upload};
+use crate::loss;
 use crate::metrics::{top5_is_reported, topk_hits, EpochRow, EpochTotals, MetricsLog};
 use crate::model::{AlexNet, AlexNetConfig, ModelError};
 use crate::pictures::{curves, PictureError};
@@ -85,7 +86,7 @@ pub enum TrainError {
     /// The checkpoint given to `--resume` was trained with another network or dataset.
     #[error(
         "{}: the checkpoint's network {saved} does not match this run's {wanted}: resume with the \
-         same dataset, --width, --crop, --init, --bias-init, --dropout and --normalize",
+         same dataset, --width, --crop, --init, --conv1-std, --bias-init, --dropout and --normalize",
         path.display()
     )]
     ResumeMismatch {
@@ -235,7 +236,8 @@ impl Model {
     ) -> Step {
         tch::manual_seed(seed);
         let logits = self.net.forward_in(&batch.images, true, precision);
-        let loss = logits.cross_entropy_for_logits(&batch.labels);
+        let soft = batch.soft_labels.as_ref();
+        let loss = loss::cross_entropy(&logits, &batch.labels, soft);
         self.sgd.zero_grad();
         match scaler {
             None => {
@@ -250,9 +252,10 @@ impl Model {
             }
         }
         let logits = logits.detach();
+        let scored = loss::scored_classes(&batch.labels, soft);
         Step {
-            top1: topk_hits(&logits, &batch.labels, 1),
-            top5: topk_hits(&logits, &batch.labels, 5),
+            top1: topk_hits(&logits, &scored, 1),
+            top5: topk_hits(&logits, &scored, 5),
             loss,
         }
     }
@@ -316,6 +319,7 @@ impl<'a> Trainer<'a> {
             })?
             .clone();
         let network = cfg.model.network(classes.len(), recipe.crop);
+        crate::device::configure(cfg.device, recipe.cudnn_benchmark);
         let mut model = Model::new(&network, recipe, cfg.device)?;
         let mut state = TrainState {
             model: network,
@@ -544,6 +548,29 @@ fn check(recipe: &Recipe) -> Result<(), TrainError> {
             recipe.lr
         )));
     }
+    let ops = &recipe.ops;
+    ops.validate(alexpipe::loader::MAX_OUTPUT_SIDE)?;
+    if !ops.is_empty() && recipe.augment == alexpipe::Recipe::Paper {
+        return Err(TrainError::Usage(
+            "colour jitter, TrivialAugmentWide, random erasing, MixUp/CutMix, label smoothing and \
+             views belong to the RandomResizedCrop recipe: add --recipe rrc (or --recipe timm)"
+                .into(),
+        ));
+    }
+    if (ops.mixup.is_some() || ops.random_erasing.is_some()) && recipe.upload == Upload::U8 {
+        return Err(TrainError::Usage(
+            "random erasing, MixUp/CutMix and label smoothing work on the engine's finished f32 \
+             batches (where torchvision and timm apply them): use --upload f32"
+                .into(),
+        ));
+    }
+    if ops.progressive.is_some() {
+        return Err(TrainError::Usage(
+            "progressive resizing changes the input side per epoch, but AlexNet's fc6 is sized for \
+             one side (--crop): train at one size"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
@@ -675,7 +702,11 @@ fn loader_config(recipe: &Recipe, train: bool) -> LoaderConfig {
         ten_crop: !train && recipe.ten_crop,
         rank: 0,
         world_size: 1,
-        augment: alexpipe::Augmentations::default(),
+        augment: if train {
+            recipe.ops
+        } else {
+            alexpipe::Augmentations::default()
+        },
     }
 }
 
@@ -734,6 +765,7 @@ pub fn step_alone(cfg: &RunConfig, steps: u64) -> Result<f64, TrainError> {
     check(recipe)?;
     let classes = Dataset::open_without_stats(&cfg.train)?.classes().len();
     let network = cfg.model.network(classes, recipe.crop);
+    crate::device::configure(cfg.device, recipe.cudnn_benchmark);
     let mut model = Model::new(&network, recipe, cfg.device)?;
     if recipe.channels_last {
         model.net.to_channels_last();
@@ -747,6 +779,7 @@ pub fn step_alone(cfg: &RunConfig, steps: u64) -> Result<f64, TrainError> {
             images
         },
         labels: Tensor::randint(classes as i64, [n], (Kind::Int64, cfg.device)),
+        soft_labels: None,
     };
     let mut scaler = recipe.precision.scaler();
     let mut start = Instant::now();
@@ -778,6 +811,7 @@ pub fn evaluate_checkpoint(
     device: Device,
     progress: bool,
 ) -> Result<Evaluation, TrainError> {
+    crate::device::configure(device, recipe.cudnn_benchmark);
     let (_vs, mut net, state, stats) = checkpoint::load_network(path, device)?;
     if recipe.channels_last {
         net.to_channels_last();

@@ -15,8 +15,7 @@ use alexpipe_train::sgd::Sgd;
 use alexpipe_train::{run, AlexNet, AlexNetConfig, ModelOptions, Recipe, RunConfig, WeightInit};
 use tch::{nn, Device, Kind, Tensor};
 
-mod common;
-use common::small_dataset;
+use crate::common::{serial, small_dataset};
 
 /// Every batch of an epoch of `config` as f32 from the engine and as u8 finished by the feeder
 /// (channels-last or not) must hold the same values: the largest difference in levels (or units,
@@ -64,6 +63,7 @@ fn train_config(crop: u32) -> LoaderConfig {
 
 #[test]
 fn u8_batches_finished_by_tensor_ops_equal_the_engines_f32_batches() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let ds = Arc::new(Dataset::open(small_dataset(tmp.path())).expect("dataset"));
     // The paper's training recipe: random patches, mirrors, PCA lighting, the mean image cropped
@@ -124,7 +124,15 @@ fn run_config(data: &Path, out: &Path, precision: Precision, upload: Upload) -> 
         train: data.to_path_buf(),
         val: None,
         out: out.to_path_buf(),
-        model: ModelOptions::small(),
+        // He's initialisation in every layer, conv1 too. This tiny run is unstable (31 images in
+        // batches of 4 at ε 0.02: losses of 3.5 for 4 classes), and with
+        // the small preset's quiet conv1 (σ 0.01) bf16's rounding moves its second-epoch loss by
+        // 22 % (3.39 against 2.78; f32 with channels-last or σ 0.0100001 stays at 2.775), with
+        // He's conv1 by under 5 %: the comparison needs the stable trajectory.
+        model: ModelOptions {
+            conv1_std: None,
+            ..ModelOptions::small()
+        },
         recipe: Recipe {
             epochs: 2,
             batch_size: 4,
@@ -152,6 +160,7 @@ fn losses(out: &Path) -> Vec<f64> {
 
 #[test]
 fn bf16_trains_like_f32_and_keeps_f32_weights() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
     let never = AtomicBool::new(false);
@@ -192,6 +201,7 @@ fn bf16_trains_like_f32_and_keeps_f32_weights() {
 /// rounding); an overflow refuses the step and halves the scale.
 #[test]
 fn fp16_loss_scaling_recovers_the_f32_gradients() {
+    let _turn = serial();
     let vs = nn::VarStore::new(Device::Cpu);
     tch::manual_seed(3);
     let config = AlexNetConfig {
@@ -200,6 +210,7 @@ fn fp16_loss_scaling_recovers_the_f32_gradients() {
         input: 63,
         dropout: 0.0,
         init: WeightInit::Kaiming,
+        conv1_std: None,
         bias_init: alexpipe_train::BiasInit::Caffe,
     };
     let net = AlexNet::new(&vs.root(), &config).expect("network");
@@ -250,6 +261,7 @@ fn fp16_loss_scaling_recovers_the_f32_gradients() {
 
 #[test]
 fn the_cli_takes_the_accelerator_flags_and_measures_the_step_alone() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
     let train = |extra: &[&str]| {

@@ -17,8 +17,7 @@ use alexpipe_train::{AlexNet, AlexNetConfig, BiasInit, WeightInit};
 use image::{Rgb, RgbImage};
 use tch::{nn, Device, Kind, Tensor};
 
-mod common;
-use common::small_dataset;
+use crate::common::{serial, small_dataset};
 
 fn viz(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_alexpipe-viz"))
@@ -54,6 +53,7 @@ fn checkpoint_with(data: &Path, path: &Path, edit: impl FnOnce(&mut [f32])) {
         input: 64,
         dropout: 0.5,
         init: WeightInit::Kaiming,
+        conv1_std: None,
         bias_init: BiasInit::Caffe,
     };
     tch::manual_seed(3);
@@ -90,6 +90,7 @@ fn at(k: usize, c: usize, r: usize, x: usize) -> usize {
 
 #[test]
 fn filter_grid_shows_hand_set_kernels_at_their_places() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
     let ckpt = tmp.path().join("hand.ot");
@@ -173,6 +174,7 @@ fn filter_grid_shows_hand_set_kernels_at_their_places() {
 
 #[test]
 fn gallery_images_find_themselves_at_distance_zero() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
     let ckpt = tmp.path().join("net.ot");
@@ -339,6 +341,7 @@ fn gallery_images_find_themselves_at_distance_zero() {
 
 #[test]
 fn curves_command_draws_a_run_directory() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let run = tmp.path().join("run");
     std::fs::create_dir(&run).expect("dir");
@@ -368,6 +371,7 @@ fn curves_command_draws_a_run_directory() {
 
 #[test]
 fn neighbours_errors_name_the_dataset_and_the_fix() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
     let ckpt = tmp.path().join("net.ot");
@@ -406,6 +410,7 @@ fn neighbours_errors_name_the_dataset_and_the_fix() {
 
 #[test]
 fn bad_checkpoints_get_one_line_errors_naming_the_file() {
+    let _turn = serial();
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = small_dataset(tmp.path());
     let good = tmp.path().join("net.ot");

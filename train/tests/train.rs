@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alexpipe::{Dataset, Layout, Loader, LoaderConfig, MeanMode};
@@ -17,18 +17,7 @@ use alexpipe_train::train::evaluate_checkpoint;
 use alexpipe_train::{run, ModelOptions, Recipe, RunConfig, TrainError, WeightInit};
 use tch::{Device, Kind, Tensor};
 
-mod common;
-use common::small_dataset;
-
-/// libtorch's random generator (dropout) and thread pool are process-wide: tests that train in
-/// this process take turns, or one test's draws would land in another's run.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::common::{serial, small_dataset};
 
 fn config(train: &Path, out: &Path) -> RunConfig {
     RunConfig {
@@ -139,38 +128,76 @@ fn assert_curves_show_the_metrics(run_dir: &Path, epochs: usize) {
 
 #[test]
 fn resume_mid_epoch_continues_exactly() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let data = small_dataset(tmp.path());
     // The narrow network's recipe (He initialization on channel-normalised inputs): it moves from
     // the first steps, where the paper's N(0, 0.01) at ⅛ width would sit still and make any two
     // runs trivially equal.
-    let small = ["--preset", "small"];
+    assert_resume_is_exact(&["--preset", "small"]);
+}
+
+/// The same with today's augmentation set on: timm's recipe (RandomResizedCrop, colour jitter,
+/// label smoothing) plus TrivialAugmentWide, random erasing, MixUp and CutMix with their soft
+/// labels, and two views of each image: the batches, their mixing and the soft-target loss resume
+/// exactly too. The checkpoint's engine position names the ops the flags asked for.
+#[test]
+fn resume_mid_epoch_continues_exactly_with_mixup_cutmix_and_erasing() {
+    let flags = [
+        "--preset",
+        "small",
+        "--recipe",
+        "timm",
+        "--trivial-augment",
+        "--random-erasing",
+        "0.25",
+        "--mixup",
+        "0.8",
+        "--cutmix",
+        "1.0",
+        "--views",
+        "2",
+    ];
+    let words = assert_resume_is_exact(&flags);
+    for op in [
+        "mixup=mixup_alpha=0.8,cutmix_alpha=1,prob=1,switch_prob=0.5,smoothing=0.1",
+        "erasing=p=0.25,scale=0.02,0.33,ratio=0.3,3.3,fill=Constant([0.0, 0.0, 0.0])",
+        "views=2",
+        "trivial_augment_wide(bins=31) color_jitter(b=0.6,1.4 c=0.6,1.4 s=0.6,1.4 h=-)",
+    ] {
+        assert!(
+            words.contains(op),
+            "{op:?} not in the engine's recipe: {words}"
+        );
+    }
+}
+
+/// Trains `small` (flags of a 2-epoch run of 7 steps each) straight through and stopped twice
+/// mid-epoch and resumed; asserts both end equal and that training moved the weights. Returns the
+/// engine's recipe words from the first mid-epoch checkpoint.
+fn assert_resume_is_exact(small: &[&str]) -> String {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
     let at_start = tmp.path().join("start");
-    train_cli(
-        &data,
-        &at_start,
-        &[&small[..], &["--max-steps", "0"]].concat(),
-    );
+    train_cli(&data, &at_start, &[small, &["--max-steps", "0"]].concat());
     let straight = tmp.path().join("straight");
-    train_cli(&data, &straight, &small);
+    train_cli(&data, &straight, small);
 
     // 7 steps per epoch: stop inside epoch 1, resume, stop inside epoch 2, resume to the end.
     let split = tmp.path().join("split");
-    train_cli(&data, &split, &[&small[..], &["--max-steps", "3"]].concat());
+    train_cli(&data, &split, &[small, &["--max-steps", "3"]].concat());
     let ckpt = last_checkpoint(&split);
     let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
     assert_eq!((state.epoch, state.step), (0, 3));
+    let words = state.loader.expect("a mid-epoch engine position").recipe;
     assert!(!curves_png(&split).exists(), "no epoch finished, no curves");
     train_cli(
         &data,
         &split,
-        &[&small[..], &["--resume", "--max-steps", "6"]].concat(),
+        &[small, &["--resume", "--max-steps", "6"]].concat(),
     );
     let (_vs, _net, state, _) = load_network(&ckpt, Device::Cpu).expect("checkpoint loads");
     assert_eq!((state.epoch, state.step), (1, 2));
     // The curves are redrawn at the end of every epoch: now they show epoch 1.
     assert_curves_show_the_metrics(&split, 1);
-    train_cli(&data, &split, &[&small[..], &["--resume"]].concat());
+    train_cli(&data, &split, &[small, &["--resume"]].concat());
     assert_curves_show_the_metrics(&split, 2);
 
     let a = tensors(&last_checkpoint(&straight));
@@ -219,6 +246,7 @@ fn resume_mid_epoch_continues_exactly() {
     }
     let csv = std::fs::read_to_string(split.join("metrics.csv")).expect("csv");
     assert_eq!(csv.lines().count(), 3, "header and two epochs:\n{csv}");
+    words
 }
 
 /// A run killed with SIGKILL mid-epoch (no chance to save) resumes from its last periodic
@@ -509,4 +537,47 @@ fn help_groups_the_papers_recipe_apart_from_the_narrow_network_flags() {
         );
     }
     assert!(at("--preset <") < paper, "--preset is a general option");
+}
+
+/// Today's augmentation flags that cannot work together say why and what to do, before any data
+/// is read.
+#[test]
+fn augmentation_flags_that_cannot_work_say_what_to_do() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let missing = tmp.path().join("no-dataset");
+    let refused = |flags: &[&str], fix: &str| {
+        let out = train_command(&missing, &tmp.path().join("run"), "1")
+            .args(flags)
+            .output()
+            .expect("train runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} was accepted");
+        assert!(stderr.contains(fix), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    // The ops belong to RandomResizedCrop, not to the paper's patches of the stored images.
+    refused(&["--mixup", "0.8"], "add --recipe rrc");
+    refused(&["--color-jitter", "0.4"], "add --recipe rrc");
+    // Label smoothing (timm's preset), MixUp and erasing work on the finished f32 batches.
+    refused(&["--recipe", "timm", "--upload", "u8"], "use --upload f32");
+    refused(
+        &[
+            "--recipe",
+            "rrc",
+            "--random-erasing",
+            "0.25",
+            "--upload",
+            "u8",
+        ],
+        "use --upload f32",
+    );
+    refused(
+        &["--recipe", "rrc", "--color-jitter", "0.4,0.4"],
+        "one value or B,C,S[,H]",
+    );
+    refused(
+        &["--recipe", "rrc", "--erasing-mode", "pixel"],
+        "--random-erasing P",
+    );
+    refused(&["--recipe", "rrc", "--mixup=-1"], "give values ≥ 0");
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use alexpipe::MeanMode;
+use alexpipe::{Augmentations, ColorJitter, EraseFill, Mixup, RandomErasing, TrivialAugmentWide};
 use alexpipe_train::device::DeviceChoice;
 use alexpipe_train::finish::Upload;
 use alexpipe_train::metrics::top5_is_reported;
@@ -17,7 +18,7 @@ use alexpipe_train::precision::Precision;
 use alexpipe_train::run_dir::last_checkpoint;
 use alexpipe_train::train::{evaluate_checkpoint, step_alone};
 use alexpipe_train::{run, BiasInit, ModelOptions, Outcome, Preset, Recipe, RunConfig, WeightInit};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -39,6 +40,39 @@ enum BiasArg {
 const PAPER: &str = "The paper's recipe (§4.1, §5; defaults from --preset)";
 const NARROW: &str = "Narrow networks (defaults from --preset)";
 const ACCEL: &str = "On an accelerator (the paper's f32 path by default)";
+const TODAY: &str = "Today's augmentation (--recipe rrc or timm; training only)";
+
+/// `--recipe`: the engine's augmentation, and timm's preset of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RecipeArg {
+    /// The paper's random patches of the stored images (§4.1).
+    Paper,
+    /// RandomResizedCrop of whole images (torchvision).
+    Rrc,
+    /// RandomResizedCrop with timm's ImageNet training defaults.
+    Timm,
+}
+
+/// `--erasing-mode`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EraseArg {
+    /// Zeros (torchvision's default).
+    Const,
+    /// One N(0, 1) value per channel.
+    Rand,
+    /// One N(0, 1) value per pixel and channel.
+    Pixel,
+}
+
+impl RecipeArg {
+    /// The engine's recipe (timm's is RandomResizedCrop with its preset ops).
+    fn engine_recipe(self) -> alexpipe::Recipe {
+        match self {
+            RecipeArg::Paper => alexpipe::Recipe::Paper,
+            RecipeArg::Rrc | RecipeArg::Timm => alexpipe::LoaderConfig::rrc().recipe,
+        }
+    }
+}
 
 /// Train the paper's AlexNet (Krizhevsky et al. 2012) on alexpipe shards, or evaluate a checkpoint.
 /// Without --train: the demo on the bundled fixtures (--preset demo: a small network, a few CPU
@@ -90,12 +124,13 @@ struct Args {
     /// How often the learning rate may be divided [paper: 3].
     #[arg(long, help_heading = PAPER)]
     max_lr_drops: Option<u32>,
-    /// Augmentation: paper (random patches of the stored 256×256 images, §4.1) or rrc
+    /// Augmentation: paper (random patches of the stored 256×256 images, §4.1), rrc
     /// (RandomResizedCrop of whole images, torchvision's recipe; build with --mode original or
     /// --mode jpeg --max-side 512; use --normalize imagenet or channel, and --lighting 0 for
-    /// torchvision's exact recipe) [default: paper].
-    #[arg(long, help_heading = PAPER)]
-    recipe: Option<alexpipe::Recipe>,
+    /// torchvision's exact recipe) or timm (rrc with timm's ImageNet training defaults: colour
+    /// jitter 0.4, label smoothing 0.1, ImageNet normalisation, no PCA lighting) [default: paper].
+    #[arg(long, value_enum, help_heading = PAPER)]
+    recipe: Option<RecipeArg>,
     /// Patch side and network input [paper: 224; small: 64]; at least 63.
     #[arg(long, help_heading = PAPER)]
     crop: Option<u32>,
@@ -108,12 +143,49 @@ struct Args {
     /// Validate with the paper's 10 patches and averaged softmax.
     #[arg(long, help_heading = PAPER)]
     ten_crop: bool,
+    /// Colour jitter: one value for brightness, contrast and saturation, or B,C,S[,H]
+    /// (torchvision's ColorJitter, random order) [timm: 0.4].
+    #[arg(long, value_delimiter = ',', value_name = "V", help_heading = TODAY)]
+    color_jitter: Option<Vec<f32>>,
+    /// One TrivialAugmentWide op per image (torchvision's 14 ops, 31 magnitudes).
+    #[arg(long, help_heading = TODAY)]
+    trivial_augment: bool,
+    /// Probability of random erasing, on the normalised batch (timm's --reprob) [default: 0].
+    #[arg(long, value_name = "P", help_heading = TODAY)]
+    random_erasing: Option<f64>,
+    /// The erased region's fill: const (0), rand (one N(0, 1) value per channel) or pixel (per
+    /// value; timm's --remode pixel) [default: const].
+    #[arg(long, value_enum, help_heading = TODAY)]
+    erasing_mode: Option<EraseArg>,
+    /// MixUp's α, per batch (timm: 0.8); the loss is taken against the soft labels.
+    #[arg(long, value_name = "ALPHA", help_heading = TODAY)]
+    mixup: Option<f64>,
+    /// CutMix's α, per batch (timm: 1.0).
+    #[arg(long, value_name = "ALPHA", help_heading = TODAY)]
+    cutmix: Option<f64>,
+    /// Probability of mixing a batch [default: 1].
+    #[arg(long, value_name = "P", help_heading = TODAY)]
+    mix_prob: Option<f64>,
+    /// Probability of CutMix rather than MixUp when both are on [default: 0.5].
+    #[arg(long, value_name = "P", help_heading = TODAY)]
+    mix_switch_prob: Option<f64>,
+    /// Label smoothing of the soft labels [timm: 0.1; with --mixup/--cutmix default 0.1].
+    #[arg(long, value_name = "S", help_heading = TODAY)]
+    label_smoothing: Option<f64>,
+    /// Augmented views of each image in a batch (timm's repeated augmentation); a step then
+    /// holds VIEWS × --batch-size images [default: 1].
+    #[arg(long, help_heading = TODAY)]
+    views: Option<usize>,
     /// Width multiplier of every layer [paper: 1; demo: 0.25; small: 0.125].
     #[arg(long, help_heading = NARROW)]
     width: Option<f64>,
     /// Initial weights [paper: paper, N(0, 0.01); demo, small: kaiming].
     #[arg(long, value_enum, help_heading = NARROW)]
     init: Option<InitArg>,
+    /// conv1's initial weights N(0, σ²) with this σ, whatever --init says (under --init kaiming the
+    /// paper's 0.01 lets the learned kernels stand out of a quiet start) [small: 0.01].
+    #[arg(long, value_name = "SIGMA", help_heading = NARROW)]
+    conv1_std: Option<f64>,
     /// Constant biases of conv2, conv4, conv5, fc6, fc7 [paper: paper, 1; demo, small: caffe, 0.1].
     #[arg(long, value_enum, help_heading = NARROW)]
     bias_init: Option<BiasArg>,
@@ -152,6 +224,10 @@ struct Args {
     /// Convolution weights and inputs in channels-last (NHWC) memory.
     #[arg(long, help_heading = ACCEL)]
     channels_last: bool,
+    /// On CUDA, let cuDNN pick convolution algorithms by its heuristics instead of timing them on
+    /// the first batches and keeping the fastest (the default).
+    #[arg(long, help_heading = ACCEL)]
+    no_cudnn_benchmark: bool,
     /// Measure the step alone instead of training: STEPS steps on one synthetic batch resident
     /// on the device (no engine, no upload), then print images/s. Needs --train (for the classes).
     #[arg(long, value_name = "STEPS", help_heading = ACCEL)]
@@ -163,9 +239,18 @@ struct Args {
 
 impl Args {
     /// The preset's recipe with the flags given.
-    fn recipe(&self, preset: Preset) -> Recipe {
-        let p = preset.recipe();
-        Recipe {
+    fn recipe(&self, preset: Preset) -> Result<Recipe> {
+        let mut p = preset.recipe();
+        let timm = self.recipe == Some(RecipeArg::Timm);
+        if timm {
+            let preset = alexpipe::LoaderConfig::timm(self.crop.unwrap_or(p.crop));
+            (p.augment, p.ops) = (preset.recipe, preset.augment);
+            (p.normalize, p.lighting) = (preset.mean, preset.lighting);
+        } else if let Some(arg) = self.recipe {
+            p.augment = arg.engine_recipe();
+        }
+        Ok(Recipe {
+            ops: self.ops(p.ops)?,
             epochs: self.epochs.unwrap_or(p.epochs),
             batch_size: self.batch_size.unwrap_or(p.batch_size),
             lr: self.lr.unwrap_or(p.lr),
@@ -176,7 +261,6 @@ impl Args {
             lr_drop_after: self.lr_drop_after.clone().unwrap_or(p.lr_drop_after),
             seed: self.seed.unwrap_or(p.seed),
             crop: self.crop.unwrap_or(p.crop),
-            augment: self.recipe.unwrap_or(p.augment),
             lighting: self.lighting.unwrap_or(p.lighting),
             workers: self.workers.unwrap_or(p.workers),
             prefetch: self.prefetch.unwrap_or(p.prefetch),
@@ -187,8 +271,71 @@ impl Args {
             upload: self.upload.unwrap_or(p.upload),
             precision: self.precision.unwrap_or(p.precision),
             channels_last: self.channels_last || p.channels_last,
+            cudnn_benchmark: p.cudnn_benchmark && !self.no_cudnn_benchmark,
             ..p
+        })
+    }
+
+    /// The optional training ops: `preset`'s (timm's, or none) with the flags given.
+    fn ops(&self, preset: Augmentations) -> Result<Augmentations> {
+        let color_jitter = match self.color_jitter.as_deref() {
+            None => preset.color_jitter,
+            Some(&[v]) => Some(ColorJitter::new(v, v, v, 0.0)?),
+            Some(&[b, c, s]) => Some(ColorJitter::new(b, c, s, 0.0)?),
+            Some(&[b, c, s, h]) => Some(ColorJitter::new(b, c, s, h)?),
+            Some(other) => bail!(
+                "--color-jitter takes one value or B,C,S[,H] (brightness, contrast, saturation, \
+                 hue), not {} values",
+                other.len()
+            ),
+        };
+        let random_erasing = match self.random_erasing {
+            None => preset.random_erasing,
+            Some(p) => (p > 0.0).then(|| RandomErasing {
+                p,
+                fill: match self.erasing_mode.unwrap_or(EraseArg::Const) {
+                    EraseArg::Const => EraseFill::Constant([0.0; 3]),
+                    EraseArg::Rand => EraseFill::PerChannel,
+                    EraseArg::Pixel => EraseFill::PerPixel,
+                },
+                ..RandomErasing::default()
+            }),
+        };
+        if self.erasing_mode.is_some() && random_erasing.is_none() {
+            bail!("--erasing-mode needs --random-erasing P (the probability of erasing)");
         }
+        let mix_given = self.mixup.is_some()
+            || self.cutmix.is_some()
+            || self.mix_prob.is_some()
+            || self.mix_switch_prob.is_some()
+            || self.label_smoothing.is_some();
+        let mixup = if mix_given || preset.mixup.is_some() {
+            let base = preset.mixup.unwrap_or(Mixup {
+                mixup_alpha: 0.0,
+                ..Mixup::default()
+            });
+            Some(Mixup {
+                mixup_alpha: self.mixup.unwrap_or(base.mixup_alpha),
+                cutmix_alpha: self.cutmix.unwrap_or(base.cutmix_alpha),
+                prob: self.mix_prob.unwrap_or(base.prob),
+                switch_prob: self.mix_switch_prob.unwrap_or(base.switch_prob),
+                label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
+            })
+        } else {
+            None
+        };
+        Ok(Augmentations {
+            color_jitter,
+            trivial_augment: if self.trivial_augment {
+                Some(TrivialAugmentWide::default())
+            } else {
+                preset.trivial_augment
+            },
+            random_erasing,
+            mixup,
+            views: self.views.unwrap_or(preset.views),
+            progressive: preset.progressive,
+        })
     }
 
     /// The preset's network with the flags given.
@@ -197,6 +344,7 @@ impl Args {
         ModelOptions {
             width: self.width.unwrap_or(p.width),
             dropout: self.dropout.unwrap_or(p.dropout),
+            conv1_std: self.conv1_std.or(p.conv1_std),
             init: match self.init {
                 None => p.init,
                 Some(InitArg::Paper) => WeightInit::Paper,
@@ -265,7 +413,7 @@ fn real_main() -> Result<ExitCode> {
     let preset = args
         .preset
         .unwrap_or(if demo { Preset::Demo } else { Preset::Paper });
-    let recipe = args.recipe(preset);
+    let recipe = args.recipe(preset)?;
 
     if let Some(ckpt) = &args.eval {
         let val = args

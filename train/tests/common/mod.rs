@@ -1,6 +1,8 @@
-//! What the trainer's test files share: the bundled fixtures as small shards.
+//! What the trainer's test modules share: the bundled fixtures as small shards, and turns at
+//! libtorch's process-wide state.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use alexpipe::BuildConfig;
 
@@ -12,4 +14,15 @@ pub fn small_dataset(dir: &Path) -> PathBuf {
     cfg.size = 72;
     alexpipe::build(&cfg, &|_| {}).expect("fixtures build");
     out
+}
+
+/// libtorch's random generator (dropout, initialisation) and thread pool are process-wide: tests
+/// that run the network in this process take turns, or one test's draws would land in another's.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The calling test's turn at libtorch, until the guard drops (a failed test's turn passes on).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
