@@ -16,8 +16,10 @@ reads them as an `--mode original` dataset (the files' bytes), so both loaders d
   RandomResizedCropAndInterpolation, torchvision's RandomHorizontalFlip, TrivialAugmentWide and
   ColorJitter (timm's own factory has no TrivialAugment), timm's MaybeToTensor, Normalize and
   RandomErasing, and timm's Mixup on each batch in the main process (where timm's train.py runs it).
-- DALI CPU has no TrivialAugment on CPU, random erasing or MixUp/CutMix operator; its row says so, or
-  "not installed" when nvidia.dali does not import.
+- DALI CPU with its nearest equivalents (see dali_loader: its erase fills with 0, not timm's per-pixel
+  noise) and timm's Mixup on its batches, or "not installed" when nvidia.dali does not import (DALI
+  lives outside the test venv: `pip install --target target/dali-site nvidia-dali-cuda120==2.4.0 ...`,
+  then `PYTHONPATH=target/dali-site .venv/bin/python benches/timm_recipe.py`; see BENCHMARKS.md).
 
 Each loader runs one warm-up epoch, then `--rounds` timed epochs interleaved round by round; batches
 of 32. The table shows the median images/s and the ratio of alexpipe's best mode to the best peer.
@@ -94,6 +96,63 @@ def timm_epoch(loader, mix):
     return n
 
 
+def dali_loader(images, threads):
+    """DALI 2.4's CPU pipeline with its nearest equivalents of the recipe: decoders.image_random_crop
+    (RandomResizedCrop's sampling inside the decoder) → resize 224 (antialiased) → auto_aug's
+    trivial_augment_wide → color_twist (brightness, contrast, saturation in [0.6, 1.4]) →
+    crop_mirror_normalize (mirror p 0.5, ImageNet mean/std, f32 CHW) → erase (p 0.25, area 2-33 %,
+    ratio 0.3-3.3, filled with 0: DALI has no per-pixel noise fill); then timm's Mixup on each batch
+    in the main process, as for timm's loader (DALI has no MixUp/CutMix operator)."""
+    import numpy as np
+    import torch
+    from nvidia.dali import fn, math as dmath, pipeline_def, types
+    from nvidia.dali.auto_aug import trivial_augment
+    from timm.data.mixup import Mixup
+
+    @pipeline_def(batch_size=BATCH, num_threads=threads, device_id=None, enable_conditionals=True)
+    def pipe():
+        jpegs, labels = fn.readers.file(file_root=str(images), random_shuffle=True, name="r")
+        img = fn.decoders.image_random_crop(jpegs, device="cpu", output_type=types.RGB,
+                                            random_area=[0.08, 1.0], random_aspect_ratio=[3 / 4, 4 / 3])
+        img = fn.resize(img, resize_x=224, resize_y=224, antialias=True)
+        img = trivial_augment.trivial_augment_wide(img)
+        jitter = [0.6, 1.4]
+        img = fn.color_twist(img, brightness=fn.random.uniform(range=jitter), contrast=fn.random.uniform(range=jitter),
+                             saturation=fn.random.uniform(range=jitter))
+        img = fn.crop_mirror_normalize(img, dtype=types.FLOAT, output_layout="CHW",
+                                       mirror=fn.random.coin_flip(probability=0.5),
+                                       mean=[m * 255 for m in MEAN], std=[s * 255 for s in STD])
+        area = fn.random.uniform(range=[0.02, 0.33])
+        ratio = dmath.exp(fn.random.uniform(range=[float(np.log(0.3)), float(np.log(3.3))]))
+        h = dmath.min(dmath.sqrt(area * ratio), 1.0)
+        w = dmath.min(dmath.sqrt(area / ratio), 1.0)
+        on = fn.cast(fn.random.coin_flip(probability=0.25), dtype=types.FLOAT)
+        shape = fn.stack(h * on, w * on)
+        anchor = fn.stack(fn.random.uniform(range=[0.0, 1.0]) * (1.0 - h), fn.random.uniform(range=[0.0, 1.0]) * (1.0 - w))
+        img = fn.erase(img, anchor=anchor, shape=shape, axis_names="HW", normalized_anchor=True,
+                       normalized_shape=True, fill_value=0.0)
+        return img, labels
+
+    p = pipe()
+    p.build()
+    classes = len([d for d in Path(images).iterdir() if d.is_dir()])
+    mix = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=classes)
+    return p, mix, torch, np
+
+
+def dali_epoch(state, count):
+    p, mix, torch, np = state
+    n = 0
+    while n + BATCH <= count:
+        images, labels = p.run()
+        x = torch.from_numpy(np.array(images.as_tensor()))
+        y = torch.from_numpy(np.array(labels.as_tensor()).reshape(-1).astype(np.int64))
+        x, soft = mix(x, y)
+        n += x.shape[0]
+    p.reset()
+    return n
+
+
 def available(module):
     try:
         __import__(module)
@@ -125,10 +184,13 @@ def main():
     for decode in ("crop", "exact"):
         loader = alexpipe_loader(str(ds), decode, args.threads)
         loaders[f"alexpipe {'crop-aware' if decode == 'crop' else 'exact'}"] = lambda e, l=loader: alexpipe_epoch(l, e)
-    peers = ["timm (DataLoader + timm transforms + Mixup)"]
+    peers = ["timm (DataLoader + timm transforms + Mixup)", "DALI CPU, nearest equivalents + timm's Mixup"]
     if available("timm"):
         tl, mix = timm_loader(images, args.threads)
         loaders[peers[0]] = lambda e: timm_epoch(tl, mix)
+    if available("nvidia.dali") and available("timm"):
+        dali = dali_loader(images, args.threads)
+        loaders[peers[1]] = lambda e: dali_epoch(dali, args.count)
     runs = {name: [] for name in loaders}
     for name, run in loaders.items():
         run(0)  # warm-up: workers started, caches warm
@@ -141,10 +203,9 @@ def main():
     print("|---|---:|")
     for name, rates in runs.items():
         print(f"| {name} | {statistics.median(rates):,.0f} |")
-    if not available("timm"):
-        print(f"| {peers[0]} | not installed |")
-    dali = "no CPU TrivialAugment, random erasing or MixUp/CutMix operator" if available("nvidia.dali") else "not installed"
-    print(f"| DALI CPU | {dali} |")
+    for peer in peers:
+        if peer not in runs:
+            print(f"| {peer} | not installed |")
     ours = max(statistics.median(v) for k, v in runs.items() if k.startswith("alexpipe"))
     theirs = [statistics.median(v) for k, v in runs.items() if not k.startswith("alexpipe")]
     if theirs:
