@@ -12,7 +12,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::part::{inputs_digest, PartInfo, PartSlice, PartSpec};
+use crate::part::{
+    files_digest, inputs_digest, ContainerFile, CutBy, PartInfo, PartSlice, PartSpec,
+};
 use crate::prep::{
     capped_dims, decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes,
     DecodeOptions, Inputs, RejectReason, ResizeCrop, Source, TableFile, MAX_NUMBERED_CLASSES,
@@ -279,10 +281,23 @@ fn given_option(cfg: &BuildConfig, names: &[&'static str]) -> Option<&'static st
     })
 }
 
+/// What discovery found: the inputs a build reads, in record order (with `--part`, only that
+/// part's), their kind, and where the part lies in the whole input.
+pub struct Discovered {
+    /// The inputs to read.
+    pub inputs: Inputs,
+    /// `folder`, `list`, `webdataset`, `parquet` or `arrow` (the manifest's `build.input_kind`).
+    pub kind: &'static str,
+    /// With `--part`: which slice of the whole input the inputs are.
+    pub part: Option<PartSlice>,
+}
+
 /// Finds the inputs of a build, the one place the input kind is chosen: WebDataset tars (`.tar`
 /// paths, brace ranges, globs, `http(s)://` URLs), parquet / Arrow files or a Hugging Face dataset
-/// directory; else a directory is an ImageFolder and a file is a list.
-pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
+/// directory; else a directory is an ImageFolder and a file is a list. With `--part`, only the
+/// part's inputs: a slice of the listed inputs, or of the container files, so that a part opens
+/// none of the other parts' files.
+pub fn discover(cfg: &BuildConfig) -> Result<Discovered> {
     match container_input(&cfg.input)? {
         Some(Container::Tars(shards)) => {
             if let Some(opt) = given_option(cfg, &["--root", "--image-column", "--label-column"]) {
@@ -295,12 +310,21 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
                 cfg.class_names.as_deref(),
                 max_file_bytes(cfg.max_pixels),
             )?;
-            return Ok((
-                crate::prep::discover_webdataset(shards, opts)?,
-                "webdataset",
-            ));
+            let options = format!("webdataset {:?}", opts.label_key);
+            let files: Vec<(String, Option<PathBuf>)> = shards
+                .iter()
+                .map(|s| {
+                    (
+                        s.clone(),
+                        (!crate::prep::is_url(s)).then(|| PathBuf::from(s)),
+                    )
+                })
+                .collect();
+            let read = files_read(cfg, files.len());
+            let inputs = crate::prep::discover_webdataset(shards, read.clone(), opts)?;
+            return container_part(cfg, inputs, "webdataset", &files, read, &options);
         }
-        Some(Container::Tables(files, info)) => {
+        Some(Container::Tables(tables, info)) => {
             if let Some(opt) = given_option(cfg, &["--root", "--label-key"]) {
                 return Err(Error::Usage(format!(
                     "{opt} does not apply to parquet; the columns are chosen with --image-column and --label-column"
@@ -312,7 +336,7 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
                 class_names: cfg.class_names.clone(),
                 max_bytes: max_file_bytes(cfg.max_pixels),
             };
-            let kind = if files
+            let kind = if tables
                 .iter()
                 .all(|f| f.kind == crate::prep::TableKind::Parquet)
             {
@@ -320,7 +344,14 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
             } else {
                 "arrow"
             };
-            return Ok((crate::prep::discover_parquet(files, info, opts)?, kind));
+            let options = format!("{kind} {:?} {:?}", opts.image_column, opts.label_column);
+            let files: Vec<(String, Option<PathBuf>)> = tables
+                .iter()
+                .map(|t| (t.rel.clone(), Some(t.path.clone())))
+                .collect();
+            let read = files_read(cfg, files.len());
+            let inputs = crate::prep::discover_parquet(tables, read.clone(), info, opts)?;
+            return container_part(cfg, inputs, kind, &files, read, &options);
         }
         None => {}
     }
@@ -340,13 +371,13 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
             Error::io(&cfg.input, e)
         }
     })?;
-    if meta.is_dir() {
+    let (inputs, kind) = if meta.is_dir() {
         if cfg.root.is_some() || cfg.class_names.is_some() {
             return Err(Error::Usage(
                 "--root and --class-names apply to list files; INPUT is a folder".into(),
             ));
         }
-        Ok((discover_folder(&cfg.input)?, "folder"))
+        (discover_folder(&cfg.input)?, "folder")
     } else {
         let root = cfg.root.clone().unwrap_or_else(|| {
             cfg.input
@@ -354,11 +385,68 @@ pub fn discover(cfg: &BuildConfig) -> Result<(Inputs, &'static str)> {
                 .map(Path::to_path_buf)
                 .unwrap_or_default()
         });
-        Ok((
+        (
             discover_list(&cfg.input, &root, cfg.class_names.as_deref())?,
             "list",
-        ))
+        )
+    };
+    Ok(match cfg.part {
+        Some(spec) => part_of(cfg, spec, inputs, kind),
+        None => Discovered {
+            inputs,
+            kind,
+            part: None,
+        },
+    })
+}
+
+/// The container files a build reads of `files`: all of them, or with `--part` its whole files
+/// ([`CutBy::Files`]).
+fn files_read(cfg: &BuildConfig, files: usize) -> std::ops::Range<usize> {
+    match cfg.part {
+        Some(part) => {
+            let r = CutBy::Files.range(part, files as u64, cfg.shard_size);
+            r.start as usize..r.end as usize
+        }
+        None => 0..files,
     }
+}
+
+/// The discovery of container input whose `files` (the name, and the path of a local one) are
+/// read from `read` on by `inputs`, and with `--part` where that slice lies: its digest names
+/// every file of the whole input with its size, `options` (what picks the image and the label)
+/// and the class names.
+fn container_part(
+    cfg: &BuildConfig,
+    inputs: Inputs,
+    kind: &'static str,
+    files: &[(String, Option<PathBuf>)],
+    read: std::ops::Range<usize>,
+    options: &str,
+) -> Result<Discovered> {
+    let part = match cfg.part {
+        Some(part) => {
+            let whole = files
+                .iter()
+                .map(|(name, path)| ContainerFile::stat(name, path.as_deref()))
+                .collect::<Result<Vec<_>>>()?;
+            Some(PartSlice {
+                part,
+                cut_by: CutBy::Files,
+                total: whole.len() as u64,
+                range: read.start as u64..read.end as u64,
+                inputs_digest: files_digest(
+                    &inputs.classes,
+                    inputs.classes_from_labels,
+                    options,
+                    &whole,
+                ),
+                classes_from_labels: inputs.classes_from_labels,
+            })
+        }
+        None => None,
+    };
+    Ok(Discovered { inputs, kind, part })
 }
 
 /// Why a container sample's `label` cannot be used with `known` class names, if it cannot.
@@ -616,27 +704,23 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 pub fn build(cfg: &BuildConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<BuildSummary> {
     let start = Instant::now();
     cfg.validate()?;
-    let (inputs, input_kind) = discover(cfg)?;
-    build_inputs(cfg, inputs, input_kind, start, progress)
+    build_inputs(cfg, discover(cfg)?, start, progress)
 }
 
 /// Builds from already discovered inputs (see [`build`]).
 pub fn build_inputs(
     cfg: &BuildConfig,
-    inputs: Inputs,
-    input_kind: &str,
+    discovered: Discovered,
     start: Instant,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<BuildSummary> {
     cfg.validate()?;
     let threads = worker_threads(cfg.threads);
-    let (inputs, part) = match cfg.part {
-        Some(spec) => {
-            let (inputs, part) = part_of(cfg, spec, inputs, input_kind)?;
-            (inputs, Some(part))
-        }
-        None => (inputs, None),
-    };
+    let Discovered {
+        inputs,
+        kind: input_kind,
+        part,
+    } = discovered;
     let Inputs {
         classes,
         classes_from_labels,
@@ -823,36 +907,30 @@ pub fn build_inputs(
     })
 }
 
-/// Part `spec` of the discovered `inputs` (see [`PartSpec::input_range`]), and where it lies in
-/// them. Only inputs listed up front
-/// (an image folder, a list file) can be cut: every machine lists them in the same order.
-fn part_of(
-    cfg: &BuildConfig,
-    spec: PartSpec,
-    inputs: Inputs,
-    input_kind: &str,
-) -> Result<(Inputs, PartSlice)> {
-    if !matches!(input_kind, "folder" | "list") {
-        return Err(Error::Usage(format!(
-            "--part cuts an image folder or a list file; {} is {input_kind} input — list its samples in a list file, or build it in one go",
-            cfg.input.display()
-        )));
-    }
+/// Part `spec` of the listed `inputs` of an image folder or a list file ([`CutBy::Inputs`]), and
+/// where it lies in them.
+fn part_of(cfg: &BuildConfig, spec: PartSpec, inputs: Inputs, kind: &'static str) -> Discovered {
     let sources: Vec<Source> = inputs.sources.collect();
     let digest = inputs_digest(&inputs.classes, &sources);
-    let range = spec.input_range(sources.len() as u64, cfg.shard_size);
+    let range = CutBy::Inputs.range(spec, sources.len() as u64, cfg.shard_size);
     let part = PartSlice {
         part: spec,
-        inputs: sources.len() as u64,
+        cut_by: CutBy::Inputs,
+        total: sources.len() as u64,
         range: range.clone(),
         inputs_digest: digest,
+        classes_from_labels: false,
     };
     let slice: Vec<Source> = sources
         .into_iter()
         .skip(range.start as usize)
         .take((range.end - range.start) as usize)
         .collect();
-    Ok((Inputs::listed(inputs.classes, slice), part))
+    Discovered {
+        inputs: Inputs::listed(inputs.classes, slice),
+        kind,
+        part: Some(part),
+    }
 }
 
 /// The statistics of a part with no records: zeros, covering no image.

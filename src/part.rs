@@ -3,18 +3,22 @@
 //! [`crate::shards::merge_parts`] can join the N parts into the dataset a build in one go makes.
 //!
 //! Every machine that lists the same input discovers the same inputs in the same order (§2's
-//! training set, sorted), and part K takes one contiguous slice of them. Slices are cut in whole
-//! multiples of `--shard-size` inputs, so that where no input is rejected the parts' shards are
-//! exactly the one-go build's shards and the merge only links or copies them. A part keeps the
+//! training set, sorted), and part K takes one contiguous slice of them ([`CutBy`]). An image
+//! folder or a list file is cut in whole multiples of `--shard-size` inputs, so that where no input
+//! is rejected the parts' shards are exactly the one-go build's shards and the merge only links or
+//! copies them. Container inputs (WebDataset tars, parquet and Arrow files) are cut by whole files,
+//! so that a part reads only its own files; their sample counts are known only once read, so the
+//! merge re-packs the records of a part that does not start on a shard boundary. A part keeps the
 //! exact integer sums of its statistics ([`ExactSums`]: `pixel_sum.npy` and `part.json`), which add
 //! up to the one-go sums, so the merged mean image and eigenbasis are bit-identical.
 
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::prep::Source;
 use crate::source::{BuildInfo, Mode};
 use crate::stats::ExactSums;
@@ -62,66 +66,160 @@ impl std::fmt::Display for PartSpec {
 }
 
 impl PartSpec {
-    /// The inputs `start..end` this part takes of `inputs` discovered ones: the inputs are cut
-    /// into blocks of `shard_size` (the last one shorter) and part K gets blocks
-    /// `⌊(K−1)·B/N⌋ .. ⌊K·B/N⌋` of the B blocks, so parts differ by at most one block and every
-    /// part but the last starts and ends on a shard boundary of the one-go build (when nothing
-    /// before it is rejected). With fewer blocks than parts, some parts are empty.
-    pub fn input_range(&self, inputs: u64, shard_size: u64) -> std::ops::Range<u64> {
-        let shard_size = shard_size.max(1);
-        let blocks = inputs.div_ceil(shard_size) as u128;
+    /// The units `start..end` this part takes of `total`: the units are cut into blocks of
+    /// `block` (the last one shorter) and part K gets blocks `⌊(K−1)·B/N⌋ .. ⌊K·B/N⌋` of the B
+    /// blocks, so parts differ by at most one block. With fewer blocks than parts, some parts are
+    /// empty.
+    pub fn input_range(&self, total: u64, block: u64) -> Range<u64> {
+        let block = block.max(1);
+        let blocks = total.div_ceil(block) as u128;
         let n = self.count as u128;
-        let block = |k: u128| ((k * blocks / n) as u64 * shard_size).min(inputs);
-        block(self.index as u128 - 1)..block(self.index as u128)
+        let end_of = |k: u128| ((k * blocks / n) as u64 * block).min(total);
+        end_of(self.index as u128 - 1)..end_of(self.index as u128)
     }
 }
 
-/// A CRC-32C of everything discovery found, in order: the class names and each input's name,
-/// label and refusal. Parts whose inputs differ (another folder, a file added on one machine) have
-/// different digests, and the merge refuses them.
-pub fn inputs_digest(classes: &[String], sources: &[Source]) -> String {
+/// What a build is cut into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CutBy {
+    /// The discovered inputs (an image folder, a list file), in blocks of `--shard-size`: every
+    /// part but the last starts and ends on a shard boundary of the one-go build (when nothing
+    /// before it is rejected).
+    Inputs,
+    /// Whole container files (WebDataset tars, parquet and Arrow files), one by one: part K
+    /// takes files `⌊(K−1)·F/N⌋ .. ⌊K·F/N⌋` of the F files and reads no other.
+    Files,
+}
+
+impl CutBy {
+    /// The units (inputs or files) part `part` takes of `total`, with `shard_size` records a shard.
+    pub fn range(self, part: PartSpec, total: u64, shard_size: u64) -> Range<u64> {
+        let block = match self {
+            CutBy::Inputs => shard_size,
+            CutBy::Files => 1,
+        };
+        part.input_range(total, block)
+    }
+}
+
+/// A CRC-32C of the class names (or that the labels name the classes) and then of `lines`, in
+/// order: the digest [`PartSlice::inputs_digest`] holds.
+fn digest(
+    classes: &[String],
+    classes_from_labels: bool,
+    lines: impl IntoIterator<Item = Vec<u8>>,
+) -> String {
     let mut crc = 0u32;
     for class in classes {
         crc = crc32c::crc32c_append(crc, class.as_bytes());
         crc = crc32c::crc32c_append(crc, b"\0");
     }
-    crc = crc32c::crc32c_append(crc, b"\n");
-    for src in sources {
-        crc = crc32c::crc32c_append(crc, src.rel.as_os_str().as_encoded_bytes());
-        let label = src.label.map_or("-".to_string(), |l| l.to_string());
-        let refused = src.refused.as_ref().map_or("", |r| r.kind());
-        crc = crc32c::crc32c_append(crc, format!("\0{label}\0{refused}\n").as_bytes());
+    let classes_end: &[u8] = if classes_from_labels {
+        b"classes from the labels\n"
+    } else {
+        b"\n"
+    };
+    crc = crc32c::crc32c_append(crc, classes_end);
+    for line in lines {
+        crc = crc32c::crc32c_append(crc, &line);
     }
     format!("{crc:08x}")
 }
 
-/// Where a part lies in the discovered inputs.
+/// The digest of listed inputs (an image folder, a list file): the class names and each input's
+/// name, label and refusal, in order. Parts whose inputs differ (another folder, a file added on
+/// one machine) have different digests, and the merge refuses them.
+pub fn inputs_digest(classes: &[String], sources: &[Source]) -> String {
+    digest(
+        classes,
+        false,
+        sources.iter().map(|src| {
+            let mut line = src.rel.as_os_str().as_encoded_bytes().to_vec();
+            let label = src.label.map_or("-".to_string(), |l| l.to_string());
+            let refused = src.refused.as_ref().map_or("", |r| r.kind());
+            line.extend_from_slice(format!("\0{label}\0{refused}\n").as_bytes());
+            line
+        }),
+    )
+}
+
+/// One container file of an input (a WebDataset tar, a parquet or Arrow file) as
+/// [`files_digest`] tells it apart: its name as discovery names it, and its size when it is local.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerFile {
+    /// The name in `index.tsv` (a path as the pattern expanded, a URL, a Hugging Face
+    /// directory's relative name).
+    pub name: String,
+    /// Its size in bytes; `None` for a URL (telling two servers' files apart would mean reading
+    /// every part's files).
+    pub bytes: Option<u64>,
+}
+
+impl ContainerFile {
+    /// The file `name`, its size read at `path` (`None`: a URL, not read).
+    pub fn stat(name: &str, path: Option<&Path>) -> Result<ContainerFile> {
+        let bytes = match path {
+            Some(path) => Some(std::fs::metadata(path).at(path)?.len()),
+            None => None,
+        };
+        Ok(ContainerFile {
+            name: name.to_string(),
+            bytes,
+        })
+    }
+}
+
+/// The digest of container input: the class names (or that the labels name them), `options`
+/// (what picks the image and the label: `--label-key`, `--image-column`, `--label-column`), and
+/// every file of the whole input, in order, by name and local size. A part reads only its own
+/// files, so this is what it can know of the others: a file added, removed, renamed or of another
+/// size on one machine gives another digest, and the merge refuses the parts.
+pub fn files_digest(
+    classes: &[String],
+    classes_from_labels: bool,
+    options: &str,
+    files: &[ContainerFile],
+) -> String {
+    let head = format!("{options}\n").into_bytes();
+    digest(
+        classes,
+        classes_from_labels,
+        std::iter::once(head).chain(files.iter().map(|f| {
+            let size = f.bytes.map_or("url".to_string(), |b| b.to_string());
+            let mut line = f.name.as_bytes().to_vec();
+            line.extend_from_slice(format!("\0{size}\n").as_bytes());
+            line
+        })),
+    )
+}
+
+/// Where a part lies in the discovered input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartSlice {
     /// Which part of how many.
     pub part: PartSpec,
-    /// Inputs discovery found in the whole INPUT.
-    pub inputs: u64,
-    /// The inputs this part takes (0-based, in input order).
-    pub range: std::ops::Range<u64>,
-    /// [`inputs_digest`] of the whole discovered input.
+    /// What the input is cut into: inputs, or container files.
+    pub cut_by: CutBy,
+    /// How many of them the whole INPUT has.
+    pub total: u64,
+    /// The ones this part takes (0-based, in discovery order): [`CutBy::range`].
+    pub range: Range<u64>,
+    /// [`inputs_digest`] or [`files_digest`] of the whole input.
     pub inputs_digest: String,
+    /// The class names come from the labels read (`0`, `1`, … up to the largest label of a
+    /// record), so a part knows only its own: the merge names the classes up to the largest label
+    /// of any part, as the one-go build does.
+    pub classes_from_labels: bool,
 }
 
 /// `part.json`: which part this is, of which build, and its exact statistic sums (the per-pixel
 /// sums are in [`PIXEL_SUM_FILE`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartInfo {
-    /// Which part of how many.
-    pub part: PartSpec,
-    /// Inputs discovery found in the whole INPUT.
-    pub inputs: u64,
-    /// The first input of this part (0-based, in input order).
-    pub first_input: u64,
-    /// One past its last input.
-    pub end_input: u64,
-    /// [`inputs_digest`] of the whole discovered input.
-    pub inputs_digest: String,
+    /// Which part, and where it lies in the input.
+    #[serde(flatten)]
+    pub slice: PartSlice,
     /// Record layout.
     pub mode: Mode,
     /// Record side length.
@@ -141,11 +239,7 @@ impl PartInfo {
     /// `sums`.
     pub fn new(slice: PartSlice, mode: Mode, build: BuildInfo, sums: &ExactSums) -> PartInfo {
         PartInfo {
-            part: slice.part,
-            inputs: slice.inputs,
-            first_input: slice.range.start,
-            end_input: slice.range.end,
-            inputs_digest: slice.inputs_digest,
+            slice,
             mode,
             size: sums.size,
             build,
@@ -240,6 +334,59 @@ mod tests {
             }
         }
         assert_eq!(PartSpec { index: 2, count: 5 }.input_range(32, 4), 4..12);
+    }
+
+    #[test]
+    fn container_files_are_cut_one_by_one() {
+        for (files, count) in [(5u64, 3u32), (4, 4), (2, 5), (0, 2), (10, 7)] {
+            let ranges: Vec<_> = (1..=count)
+                .map(|index| CutBy::Files.range(PartSpec { index, count }, files, 1024))
+                .collect();
+            for (k, r) in ranges.iter().enumerate() {
+                let k = k as u64;
+                let n = count as u64;
+                assert_eq!(
+                    *r,
+                    k * files / n..(k + 1) * files / n,
+                    "{files} files, {count} parts"
+                );
+            }
+        }
+        // Two files in five parts: three parts read nothing.
+        let empty = (1..=5)
+            .filter(|&index| {
+                CutBy::Files
+                    .range(PartSpec { index, count: 5 }, 2, 8)
+                    .is_empty()
+            })
+            .count();
+        assert_eq!(empty, 3);
+    }
+
+    #[test]
+    fn the_files_digest_tells_inputs_apart() {
+        let file = |name: &str, bytes: Option<u64>| ContainerFile {
+            name: name.into(),
+            bytes,
+        };
+        let files = [file("a.tar", Some(10)), file("b.tar", Some(20))];
+        let base = files_digest(&[], true, "cls", &files);
+        assert_eq!(base, files_digest(&[], true, "cls", &files.clone()));
+        let bigger = [file("a.tar", Some(10)), file("b.tar", Some(21))];
+        let renamed = [file("a.tar", Some(10)), file("c.tar", Some(20))];
+        let fewer = [file("a.tar", Some(10))];
+        let remote = [file("a.tar", Some(10)), file("b.tar", None)];
+        for other in [
+            files_digest(&[], true, "cls", &bigger),
+            files_digest(&[], true, "cls", &renamed),
+            files_digest(&[], true, "cls", &fewer),
+            files_digest(&[], true, "cls", &remote),
+            files_digest(&[], true, "json:label", &files),
+            files_digest(&["cat".into()], false, "cls", &files),
+            files_digest(&[], false, "cls", &files),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 
     #[test]

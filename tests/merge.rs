@@ -1,6 +1,8 @@
 //! A build cut into parts (`--part K/N`) and merged against the same build in one go: every file
-//! byte-identical (the manifest after its `created_unix`), statistics identical; and the merges that
-//! must be refused (a missing part, a part of another input or other options, a part given twice).
+//! byte-identical (the manifest after its `created_unix`), statistics identical, for an image
+//! folder, a list file, WebDataset tars and parquet files (cut by whole files); and the merges that
+//! must be refused (a missing part, a part of another input or other options, a part given twice,
+//! parts of tars that differ between machines).
 
 use crate::common;
 
@@ -19,17 +21,22 @@ fn config(input: &Path, out: &Path, mode: Mode, shard_size: u64) -> BuildConfig 
     cfg
 }
 
-/// Builds the `count` parts of `cfg` into `dir/part-K`, in reverse order (the merge must not care).
+/// Builds the `count` parts of `cfg` into `dir/part-K-of-N`, in reverse order (the merge must not
+/// care).
 fn build_parts(cfg: &BuildConfig, dir: &Path, count: u32) -> Vec<PathBuf> {
-    let mut parts = Vec::new();
-    for index in (1..=count).rev() {
-        let mut part = cfg.clone();
-        part.out = dir.join(format!("part-{index}-of-{count}"));
-        part.part = Some(PartSpec { index, count });
-        build(&part, &|_| {}).unwrap_or_else(|e| panic!("part {index}/{count}: {e}"));
-        parts.push(part.out);
-    }
-    parts
+    (1..=count)
+        .rev()
+        .map(|index| build_part(cfg, dir, index, count))
+        .collect()
+}
+
+/// Part `index` of `count` of `cfg`, built into `dir/part-K-of-N`.
+fn build_part(cfg: &BuildConfig, dir: &Path, index: u32, count: u32) -> PathBuf {
+    let mut part = cfg.clone();
+    part.out = dir.join(format!("part-{index}-of-{count}"));
+    part.part = Some(PartSpec { index, count });
+    build(&part, &|_| {}).unwrap_or_else(|e| panic!("part {index}/{count}: {e}"));
+    part.out
 }
 
 /// The manifest as JSON without what names its build (the time) and the checksum over it.
@@ -140,6 +147,106 @@ fn without_rejects_whole_shards_are_linked_or_copied_never_repacked() {
     assert_same_dataset(&tmp.path().join("merged"), &cfg.out);
 }
 
+/// The class names in a dataset's manifest.
+fn classes_of(dir: &Path) -> Vec<String> {
+    Dataset::open(dir).expect("dataset").classes().to_vec()
+}
+
+#[test]
+fn webdataset_tars_are_cut_by_whole_tars_and_merge_into_the_one_go_build() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 32 samples in five tars of 7, 7, 7, 7, 4, without class names (the labels name them: class
+    // 3 is only in the last tars, so the first parts know fewer classes); the first tar holds the
+    // fixtures' broken JPEG and the third is cut short inside a member.
+    let tars = common::fixtures_as_tars(&tmp.path().join("wds"), 7);
+    assert_eq!(tars.len(), 5);
+    let third = std::fs::read(&tars[2]).expect("tar");
+    std::fs::write(&tars[2], &third[..third.len() / 2 / 512 * 512 + 300]).expect("cut tar");
+    let input = tmp.path().join("wds/shard-*.tar");
+    for (mode, shard_size) in [(Mode::Raw, 4), (Mode::Original, 3)] {
+        let one_go = tmp.path().join(format!("one-go-{mode}"));
+        let cfg = config(&input, &one_go, mode, shard_size);
+        let summary = build(&cfg, &|_| {}).expect("one-go build");
+        let kinds: Vec<&str> = summary.rejects.iter().map(|(_, r)| r.kind()).collect();
+        assert!(
+            kinds.len() == 2 && kinds.contains(&"corrupt"),
+            "the broken JPEG and the cut tar: {kinds:?}"
+        );
+        assert_eq!(classes_of(&one_go), ["0", "1", "2", "3"]);
+        // Seven parts of five tars: two are empty.
+        for count in 1..=7 {
+            let dir = tmp.path().join(format!("{mode}-{count}"));
+            let parts = build_parts(&cfg, &dir, count);
+            let summary = merge(&parts, &dir.join("merged")).expect("merge");
+            assert_same_dataset(&dir.join("merged"), &one_go);
+            if count == 5 {
+                assert!(
+                    summary.repacked > 0,
+                    "parts of 7 samples end off shard boundaries"
+                );
+                let first = dir.join("part-1-of-5");
+                assert_eq!(
+                    classes_of(&first),
+                    ["0"],
+                    "part 1 names only its own labels"
+                );
+            }
+        }
+    }
+    // A part reads only its own tars: part 1 of 5 built while the other tars hold zeros (of their
+    // own sizes) still merges with the others into the one-go build.
+    let cfg = config(&input, &tmp.path().join("one-go-raw"), Mode::Raw, 4);
+    let intact: Vec<Vec<u8>> = tars
+        .iter()
+        .map(|t| std::fs::read(t).expect("tar"))
+        .collect();
+    for (tar, bytes) in tars.iter().zip(&intact).skip(1) {
+        std::fs::write(tar, vec![0u8; bytes.len()]).expect("zeros");
+    }
+    let alone = build_part(&cfg, &tmp.path().join("alone"), 1, 5);
+    for (tar, bytes) in tars.iter().zip(&intact).skip(1) {
+        std::fs::write(tar, bytes).expect("restore");
+    }
+    let mut parts = build_parts(&cfg, &tmp.path().join("rest"), 5);
+    parts.retain(|p| !p.ends_with("part-1-of-5"));
+    parts.push(alone);
+    merge(&parts, &tmp.path().join("merged-alone")).expect("merge");
+    assert_same_dataset(&tmp.path().join("merged-alone"), &cfg.out);
+}
+
+#[test]
+fn parquet_files_are_cut_by_whole_files_and_merge_into_the_one_go_build() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 32 rows in four files of 9, 9, 9, 5 (row groups of 3), the ClassLabel names in the schema;
+    // row 12 (file 1, row 3) has a null image cell, and the broken JPEG is row 6 of file 0.
+    let files = common::fixtures_as_parquet(&tmp.path().join("pq"), 9, 12);
+    assert_eq!(files.len(), 4);
+    let input = tmp.path().join("pq/train-*.parquet");
+    for (mode, shard_size) in [(Mode::Raw, 4), (Mode::Jpeg, 5)] {
+        let one_go = tmp.path().join(format!("one-go-{mode}"));
+        let cfg = config(&input, &one_go, mode, shard_size);
+        let summary = build(&cfg, &|_| {}).expect("one-go build");
+        let rejects: Vec<(String, &str)> = summary
+            .rejects
+            .iter()
+            .map(|(p, r)| (p.to_string_lossy().into_owned(), r.kind()))
+            .collect();
+        assert_eq!(rejects.len(), 2, "{rejects:?}");
+        assert!(rejects[1].0.ends_with("train-00001.parquet:row 3") && rejects[1].1 == "no-image");
+        assert_eq!(classes_of(&one_go), common::fixture_classes());
+        // Six parts of four files: two are empty, and every part names the ClassLabel classes.
+        for count in 1..=6 {
+            let dir = tmp.path().join(format!("{mode}-{count}"));
+            let parts = build_parts(&cfg, &dir, count);
+            for part in &parts {
+                assert_eq!(classes_of(part), common::fixture_classes());
+            }
+            merge(&parts, &dir.join("merged")).expect("merge");
+            assert_same_dataset(&dir.join("merged"), &one_go);
+        }
+    }
+}
+
 fn usage_message(result: alexpipe::Result<MergeSummary>) -> String {
     match result {
         Err(Error::Usage(msg)) => msg,
@@ -196,6 +303,27 @@ fn merges_of_the_wrong_parts_are_refused_naming_the_part() {
     let msg = usage_message(merge(&mixed, &out));
     assert!(
         msg.contains(&*options.out.to_string_lossy()) && msg.contains("other options"),
+        "{msg}"
+    );
+
+    // Tars of the same names whose sizes differ between the machines: another input.
+    let tars = common::fixtures_as_tars(&tmp.path().join("wds"), 10);
+    let tar_cfg = config(
+        &tmp.path().join("wds/shard-*.tar"),
+        &tmp.path().join("unused"),
+        Mode::Raw,
+        4,
+    );
+    let first = build_part(&tar_cfg, &tmp.path().join("d"), 1, 2);
+    let mut grown = std::fs::read(&tars[3]).expect("tar");
+    grown.extend_from_slice(&[0u8; 1024]);
+    std::fs::write(&tars[3], grown).expect("a tar of another size");
+    let second = build_part(&tar_cfg, &tmp.path().join("d"), 2, 2);
+    let msg = usage_message(merge(&[first, second.clone()], &out));
+    assert!(
+        msg.contains(&*second.to_string_lossy())
+            && msg.contains("its input lists other files")
+            && msg.contains("4 files"),
         "{msg}"
     );
 

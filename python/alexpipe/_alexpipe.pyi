@@ -54,7 +54,7 @@ def build_shards(
     threads, elapsed_secs. Releases the GIL while building. format="hdf5" writes one HDF5 file
     (raw mode only; needs the hdf5 feature). mode="jpeg", max_side=N stores whole images at
     their own aspect, the long side capped at N (for recipe="rrc"). part="K/N" builds part K of
-    N of a folder or list file, for merge_parts."""
+    N of the input, for merge_parts (tars and parquet are cut by whole files)."""
 
 def merge_parts(parts: Sequence[_Path], out: _Path) -> Dict[str, Any]:
     """Joins every part of a build made with part="K/N" (any order) into out, byte-identical to a

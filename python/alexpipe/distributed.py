@@ -29,6 +29,12 @@ def _build_part(input: str, out: str, part: str, options: Dict[str, Any]) -> Dic
     return _alexpipe.build_shards(input, out, part=part, progress=False, **options)
 
 
+def _absolute(input) -> str:
+    """``input`` as every node names it: a local path (or pattern) made absolute, a URL as it is."""
+    text = str(input)
+    return text if "://" in text else str(Path(text).resolve())
+
+
 def build_on_ray(
     input,
     out,
@@ -39,8 +45,9 @@ def build_on_ray(
     keep_parts: bool = False,
     **options: Any,
 ) -> Dict[str, Any]:
-    """Builds ``input`` (an image folder or a list file) into the dataset ``out`` as ``parts`` Ray
-    tasks of ``num_cpus`` CPUs each (``threads=num_cpus`` unless ``options`` says), then merges
+    """Builds ``input`` (any ``build_shards`` input: an image folder, a list file, WebDataset tars,
+    parquet files; tars and parquet are cut by whole files) into the dataset ``out`` as ``parts``
+    Ray tasks of ``num_cpus`` CPUs each (``threads=num_cpus`` unless ``options`` says), then merges
     the parts into ``out``. ``options`` are ``build_shards``'s (size, mode, shard_size, …), the same
     for every part. The parts go to ``work_dir`` (default ``OUT.parts``), deleted after the merge
     unless ``keep_parts``. Every path must be on a filesystem every node of the cluster sees (on
@@ -67,7 +74,7 @@ def build_on_ray(
     task = ray.remote(num_cpus=num_cpus)(_build_part)
     dirs = [part_dir(work, k, parts) for k in range(1, parts + 1)]
     pending = [
-        task.remote(str(Path(input).resolve()), str(d), f"{k}/{parts}", dict(options))
+        task.remote(_absolute(input), str(d), f"{k}/{parts}", dict(options))
         for k, d in enumerate(dirs, start=1)
     ]
     part_summaries = ray.get(pending)

@@ -133,9 +133,9 @@ fn build_shards<'py>(
     let summary = py
         .detach(|| {
             let start = std::time::Instant::now();
-            let (inputs, kind) = alexpipe::build::discover(&cfg)?;
-            let bar = alexpipe::progress::bar_or_spinner(inputs.len, "images", progress);
-            let r = alexpipe::build::build_inputs(&cfg, inputs, kind, start, &|n| bar.inc(n));
+            let discovered = alexpipe::build::discover(&cfg)?;
+            let bar = alexpipe::progress::bar_or_spinner(discovered.inputs.len, "images", progress);
+            let r = alexpipe::build::build_inputs(&cfg, discovered, start, &|n| bar.inc(n));
             bar.finish_and_clear();
             r
         })

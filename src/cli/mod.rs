@@ -155,8 +155,9 @@ pub struct BuildArgs {
     /// Reject images with more pixels than this (decompression-bomb guard; PIL's limit).
     #[arg(long, default_value_t = crate::prep::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
-    /// Build only part K of N (e.g. 3/8) of an image folder or list file, to join with `alexpipe
-    /// merge`: each machine of a cluster builds one part of the same INPUT.
+    /// Build only part K of N (e.g. 3/8) of INPUT, to join with `alexpipe merge`: each machine of
+    /// a cluster builds one part of the same INPUT (WebDataset tars and parquet are cut by whole
+    /// files).
     #[arg(long)]
     pub part: Option<crate::part::PartSpec>,
     /// Recompute the statistics of the existing dataset INPUT (no OUT); the same as `alexpipe stats`.
@@ -277,9 +278,9 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         format: args.format,
         part: args.part,
     };
-    let (inputs, kind) = discover(&cfg)?;
-    let bar = progress::bar_or_spinner(inputs.len, "images", !args.output.quiet);
-    let summary = build_inputs(&cfg, inputs, kind, start, &|n| bar.inc(n));
+    let discovered = discover(&cfg)?;
+    let bar = progress::bar_or_spinner(discovered.inputs.len, "images", !args.output.quiet);
+    let summary = build_inputs(&cfg, discovered, start, &|n| bar.inc(n));
     bar.finish_and_clear();
     let summary = summary?;
     if args.output.json {

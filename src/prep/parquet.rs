@@ -18,6 +18,7 @@
 
 use std::fs;
 use std::io::BufReader;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -332,10 +333,14 @@ fn pick_column(
     })
 }
 
-/// The inputs of parquet / Arrow `files`: a stream of rows read by a thread of its own. `info` is
-/// a `dataset_info.json`, for its `ClassLabel` names.
+/// The inputs of the parquet / Arrow files `read` of the whole input `files` (a part of a build
+/// reads a slice, a one-go build all): a stream of their rows read by a thread of its own. The
+/// columns and the class names are the whole input's: from the first of `files` that opens (so a
+/// part reads that file's schema, whichever part it is), or `info`, a `dataset_info.json`, for
+/// its `ClassLabel` names. Every file of the input must exist.
 pub fn discover_parquet(
     files: Vec<TableFile>,
+    read: Range<usize>,
     info: Option<serde_json::Value>,
     opts: ParquetOptions,
 ) -> Result<Inputs> {
@@ -350,22 +355,7 @@ pub fn discover_parquet(
     }
     // The columns and class names from the first file that opens; a file that does not open is
     // a reject of its own when its turn comes.
-    let mut len = Some(0u64);
-    let mut first = None;
-    for f in &files {
-        match open_schema(f) {
-            Ok((schema, _, rows)) => {
-                if f.kind == TableKind::Parquet {
-                    len = len.map(|l| l + rows);
-                } else {
-                    len = None;
-                }
-                first.get_or_insert(schema);
-            }
-            Err(_) => len = len.map(|l| l + 1),
-        }
-    }
-    let Some(schema) = first else {
+    let Some(schema) = files.iter().find_map(|f| open_schema(f).ok().map(|s| s.0)) else {
         let why = open_schema(&files[0]).err().unwrap_or_default();
         return Err(Error::Usage(format!(
             "{}: {why}; none of the {} files could be opened",
@@ -373,6 +363,20 @@ pub fn discover_parquet(
             files.len()
         )));
     };
+    let reading = files
+        .get(read)
+        .map(<[TableFile]>::to_vec)
+        .unwrap_or_default();
+    // The rows to read, when every file is parquet (its footer counts them); a file that does not
+    // open is one reject.
+    let mut len = Some(0u64);
+    for f in &reading {
+        len = match (open_schema(f), len) {
+            (Ok((_, _, rows)), Some(l)) if f.kind == TableKind::Parquet => Some(l + rows),
+            (Err(_), Some(l)) => Some(l + 1),
+            _ => None,
+        };
+    }
     let image = pick_column(
         &schema,
         opts.image_column.as_deref(),
@@ -406,7 +410,7 @@ pub fn discover_parquet(
     std::thread::Builder::new()
         .name("alexpipe-parquet".into())
         .spawn(move || {
-            for file in &files {
+            for file in &reading {
                 let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     read_table(file, &columns, &mut |s| tx.send(s).is_ok())
                 }));
@@ -835,7 +839,7 @@ mod tests {
         let path = dir.path().join("t.parquet");
         write_table(&path)?;
         let file = TableFile::from_path(&path).ok_or_else(|| Error::Internal("kind".into()))?;
-        let inputs = discover_parquet(vec![file], None, ParquetOptions::default())?;
+        let inputs = discover_parquet(vec![file], 0..1, None, ParquetOptions::default())?;
         assert_eq!(inputs.classes, vec!["cat", "dog"]);
         assert!(!inputs.classes_from_labels);
         assert_eq!(inputs.len, Some(5));

@@ -14,6 +14,7 @@
 
 use std::fs;
 use std::io::{self, BufReader, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::thread;
 
@@ -158,9 +159,15 @@ impl WebDatasetOptions {
     }
 }
 
-/// The inputs of WebDataset `shards` (local paths or URLs, in order): a stream of samples read
-/// by a thread of its own, at most 16 samples ahead. Local shards must exist.
-pub fn discover_webdataset(shards: Vec<String>, opts: WebDatasetOptions) -> Result<Inputs> {
+/// The inputs of the WebDataset `shards` `read` of the whole input `shards` (local paths or URLs,
+/// in order; a part of a build reads a slice, a one-go build all): a stream of their samples
+/// read by a thread of its own, at most 16 samples ahead. Every local shard of the input must
+/// exist; only those of `read` are opened.
+pub fn discover_webdataset(
+    shards: Vec<String>,
+    read: Range<usize>,
+    opts: WebDatasetOptions,
+) -> Result<Inputs> {
     if shards.is_empty() {
         return Err(Error::Usage("no WebDataset shards given".into()));
     }
@@ -175,6 +182,7 @@ pub fn discover_webdataset(shards: Vec<String>, opts: WebDatasetOptions) -> Resu
             shards.len()
         )));
     }
+    let shards = shards.get(read).map(<[String]>::to_vec).unwrap_or_default();
     let (tx, rx) = crossbeam_channel::bounded(READ_AHEAD);
     let classes = opts.classes.clone();
     thread::Builder::new()

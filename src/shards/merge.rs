@@ -4,12 +4,17 @@
 //! Records keep their order (part K's inputs follow part K−1's), so `index.tsv` and `rejects.tsv`
 //! are the parts' in part order, renumbered; the statistics are the parts' exact integer sums
 //! added, then finished once, so the mean image and the eigenbasis (§2, §4.1) are bit-identical
-//! to a one-go build's. Shards are never decoded: a part's shard that is a whole shard of the
-//! merged dataset is hard-linked (its records keep their indices: part 1's, or any part's while
-//! nothing before it was rejected) or copied in the kernel with its record table renumbered;
-//! only records after a part whose record count is not a multiple of `--shard-size` (it had
-//! rejects) are re-packed into new shards, their stored bytes copied as they are. The output is
-//! committed like a build's (`OUT.partial-PID`, manifest last, atomic swap).
+//! to a one-go build's. Class names that come from the labels run up to the largest label of any
+//! part, as the one-go build's do. Shards are never decoded, and are laid out as the one-go build
+//! lays them out, `--shard-size` records each from record 0: a part's shard that is a whole shard
+//! of the merged dataset (the merge is at a shard boundary and the shard is full, or the last) is
+//! hard-linked (its records keep their indices: part 1's, or any part's while the parts before it
+//! hold whole shards) or copied in the kernel with its record table renumbered; every other
+//! record is re-packed into the merged dataset's shards, its stored bytes copied as they are.
+//! Parts of an image folder or a list file start on shard boundaries unless an earlier part had
+//! rejects; parts of container files (tars, parquet) start wherever the files' samples end, so
+//! most of their records are re-packed. The output is committed like a build's
+//! (`OUT.partial-PID`, manifest last, atomic swap).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,7 +24,7 @@ use super::manifest::{Manifest, INDEX_FILE, REJECTS_FILE};
 use super::reader::ShardSource;
 use super::writer::{Adopted, DatasetWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::part::{PartInfo, PART_FILE, PIXEL_SUM_FILE};
+use crate::part::{CutBy, PartInfo, PartSlice, PART_FILE, PIXEL_SUM_FILE};
 use crate::source::{BuildInfo, RecordSource};
 use crate::stats::{ExactSums, StatsAccumulator};
 
@@ -83,13 +88,14 @@ fn read_part(dir: &Path) -> Result<Part> {
         &read_listed(dir, &manifest, PIXEL_SUM_FILE)?,
         &dir.join(PIXEL_SUM_FILE),
     )?;
-    let expected = info
-        .part
-        .input_range(info.inputs, manifest.build.shard_size);
+    let slice = &info.slice;
+    let expected = slice
+        .cut_by
+        .range(slice.part, slice.total, manifest.build.shard_size);
     if info.mode != manifest.mode
         || info.size != manifest.size
         || sums.images != manifest.num_records
-        || expected != (info.first_input..info.end_input)
+        || expected != slice.range
     {
         return Err(Error::format(
             &part_path,
@@ -133,29 +139,48 @@ fn difference(first: &Part, part: &Part) -> Option<String> {
             a.input_kind
         ));
     }
-    if first.info.inputs != part.info.inputs || first.info.inputs_digest != part.info.inputs_digest
+    let (x, y) = (&first.info.slice, &part.info.slice);
+    if (x.cut_by, x.total, &x.inputs_digest, x.classes_from_labels)
+        != (y.cut_by, y.total, &y.inputs_digest, y.classes_from_labels)
     {
+        let what = |s: &PartSlice| match s.cut_by {
+            CutBy::Inputs => "inputs",
+            CutBy::Files => "files",
+        };
         return Some(format!(
-            "its input lists other files ({} inputs, digest {}; {} found {} inputs, digest {}): every machine must see the same INPUT",
-            part.info.inputs,
-            part.info.inputs_digest,
+            "its input lists other files ({} {}, digest {}; {} found {} {}, digest {}): every machine must see the same INPUT (the same files, of the same sizes) and the same class names",
+            y.total,
+            what(y),
+            y.inputs_digest,
             first.dir.display(),
-            first.info.inputs,
-            first.info.inputs_digest
+            x.total,
+            what(x),
+            x.inputs_digest
         ));
     }
-    if first.info.part.count != part.info.part.count {
+    if x.part.count != y.part.count {
         return Some(format!(
             "it is a part of {}, {} a part of {}",
-            part.info.part.count,
+            y.part.count,
             first.dir.display(),
-            first.info.part.count
+            x.part.count
         ));
     }
+    // Classes named by the labels: each part names those up to its own largest label.
+    let (shorter, longer) = if first.manifest.classes.len() <= part.manifest.classes.len() {
+        (&first.manifest.classes, &part.manifest.classes)
+    } else {
+        (&part.manifest.classes, &first.manifest.classes)
+    };
+    let same_classes = if x.classes_from_labels {
+        longer.starts_with(shorter)
+    } else {
+        shorter == longer
+    };
     if options(a) != options(b)
         || first.manifest.mode != part.manifest.mode
         || first.manifest.size != part.manifest.size
-        || first.manifest.classes != part.manifest.classes
+        || !same_classes
     {
         return Some(format!(
             "it was built with other options (mode {}, size {}, {:?}) than {} (mode {}, size {}, {:?})",
@@ -244,24 +269,25 @@ fn check_parts(mut parts: Vec<Part>) -> Result<Vec<Part>> {
             return Err(Error::Usage(format!(
                 "{}: part {} is not from the same build as {}: {why}; build every part from the same INPUT with the same options and alexpipe version",
                 part.dir.display(),
-                part.info.part,
+                part.info.slice.part,
                 first_dir.display()
             )));
         }
     }
-    parts.sort_by_key(|p| p.info.part.index);
+    parts.sort_by_key(|p| p.info.slice.part.index);
     for pair in parts.windows(2) {
-        if pair[0].info.part.index == pair[1].info.part.index {
+        if pair[0].info.slice.part.index == pair[1].info.slice.part.index {
             return Err(Error::Usage(format!(
                 "{} and {} are both part {}: give each part once",
                 pair[0].dir.display(),
                 pair[1].dir.display(),
-                pair[0].info.part
+                pair[0].info.slice.part
             )));
         }
     }
-    let count = parts[0].info.part.count;
-    if let Some(missing) = (1..=count).find(|&k| parts.iter().all(|p| p.info.part.index != k)) {
+    let count = parts[0].info.slice.part.count;
+    if let Some(missing) = (1..=count).find(|&k| parts.iter().all(|p| p.info.slice.part.index != k))
+    {
         return Err(Error::Usage(format!(
             "part {missing}/{count} is missing ({} of {count} parts given): build it with `build-shards {} DIR --part {missing}/{count}` and give it too",
             parts.len(),
@@ -297,13 +323,15 @@ pub fn merge_parts(
     let first = &parts[0].manifest;
     let shard_size = first.build.shard_size.max(1);
     let total: u64 = parts.iter().map(|p| p.manifest.num_records).sum();
-    let mut writer = DatasetWriter::create(
-        out,
-        first.mode,
-        first.size,
-        shard_size,
-        first.classes.clone(),
-    )?;
+    // The classes: the same in every part, or named by the labels up to the largest of any part
+    // (the parts agree on the names they share: checked above).
+    let classes = parts
+        .iter()
+        .map(|p| &p.manifest.classes)
+        .max_by_key(|c| c.len())
+        .unwrap_or(&first.classes)
+        .clone();
+    let mut writer = DatasetWriter::create(out, first.mode, first.size, shard_size, classes)?;
     let mut acc = StatsAccumulator::new(first.size);
     let mut rejects = b"path\treason\tdetail\n".to_vec();
     let mut rejected = 0u64;
@@ -350,8 +378,8 @@ pub fn merge_parts(
     writer.restore_rejects(&rejects, rejected)?;
     let Some(stats) = acc.finish() else {
         return Err(Error::Usage(format!(
-            "none of the {} inputs of {} could be used (see the parts' rejects.tsv); nothing to merge",
-            parts[0].info.inputs, first.build.input
+            "none of the inputs of {} could be used (see the parts' rejects.tsv); nothing to merge",
+            first.build.input
         )));
     };
     let build = BuildInfo {

@@ -1,10 +1,15 @@
 """A build of real photos spread over machines: `build-shards --part K/N` then `alexpipe merge`
 (and `alexpipe.distributed.build_on_ray` on a local Ray cluster) against the same build in one go:
 every file byte-identical (the manifest after its `created_unix`), the statistics identical and
-equal to numpy's over the merged records; and the merges that must be refused."""
+equal to numpy's over the merged records; and the merges that must be refused. The same for the
+photos as WebDataset tars written by webdataset.ShardWriter (local, and served by nginx) and as
+parquet files written by Hugging Face datasets, which parts cut by whole files."""
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -132,7 +137,6 @@ def test_a_killed_merge_leaves_the_previous_dataset(tmp_path):
     (or the merged one, which here is the same), never a mix; beside OUT a kill leaves at most a
     directory without a manifest, or the previous dataset on its way out (the next merge or build
     to OUT removes both)."""
-    import shutil
     import signal
     import time
 
@@ -162,3 +166,117 @@ def test_a_killed_merge_leaves_the_previous_dataset(tmp_path):
         for left in tmp_path.glob("out.*"):
             assert not (left / "manifest.json").exists() or manifest_without_time(left) == manifest_without_time(one_go)
     assert finished < 6, "every merge finished before its kill: the test killed nothing"
+
+
+@pytest.fixture(scope="module")
+def containers(photo_corpus, tmp_path_factory):
+    """The photo corpus in class order (so the last class is only in the last files) as
+    WebDataset tars written by webdataset.ShardWriter (7 samples a tar, the label in `cls`, no
+    class names: the labels name the classes) and as parquet files written by Hugging Face
+    datasets (Image and ClassLabel features, 4 files of 6 rows, one image cell null); and the
+    one-go build of each."""
+    wds = require("webdataset", "WebDataset shards are written by webdataset.ShardWriter")
+    datasets = require("datasets", "parquet inputs are written by Hugging Face datasets")
+    root = tmp_path_factory.mktemp("containers")
+    files = sorted(photo_corpus.rglob("*.jpg"))
+    samples = [(f"s{i:03d}", int(p.parent.name.removeprefix("class")), p.read_bytes()) for i, p in enumerate(files)]
+    (root / "wds").mkdir()
+    with wds.ShardWriter(str(root / "wds" / "shard-%06d.tar"), maxcount=7, verbose=0) as sink:
+        for key, label, data in samples:
+            sink.write({"__key__": key, "jpg": data, "cls": label})
+    assert len(list((root / "wds").glob("*.tar"))) == 4
+    names = ["class0", "class1", "class2"]
+    images = [{"bytes": data, "path": f"{key}.jpg"} for key, _, data in samples]
+    images[9] = None  # file 1, row 3: a reject naming its row
+    table = (
+        datasets.Dataset.from_dict({"image": images, "label": [s[1] for s in samples]})
+        .cast_column("image", datasets.Image())
+        .cast_column("label", datasets.ClassLabel(names=names))
+    )
+    for k in range(4):
+        table.shard(4, k, contiguous=True).to_parquet(str(root / "pq" / f"train-{k:05d}-of-00004.parquet"))
+    inputs = {"tars": str(root / "wds" / "shard-*.tar"), "parquet": str(root / "pq" / "train-*.parquet")}
+    for kind, input in inputs.items():
+        run_build(input, root / f"one-go-{kind}", *OPTIONS)
+    return SimpleNamespace(root=root, samples=samples, names=names, inputs=inputs)
+
+
+def sample_of(containers, path):
+    """The sample an index.tsv path names: `…/shard-000001.tar:s008.jpg` or
+    `…/train-00001-of-00004.parquet:row 2` (6 rows a file)."""
+    if ".tar:" in path:
+        return int(path.rsplit(":s", 1)[1].split(".")[0])
+    name, row = path.rsplit(":row ", 1)
+    return int(name.rsplit("/train-", 1)[1][:5]) * 6 + int(row)
+
+
+def assert_written_labels(containers, dataset, classes):
+    """Every record's label and class name are those of the sample it came from, the class names
+    `classes`; every sample is a record or a reject."""
+    ds = Dataset(dataset)
+    assert ds.manifest["classes"] == classes
+    for _, label, cls, _, path in ds.index():
+        assert label == containers.samples[sample_of(containers, path)][1] and cls == classes[label], path
+    assert len(ds) + len(ds.rejects()) == len(containers.samples)
+
+
+@pytest.mark.parametrize("kind,count", [("tars", 2), ("tars", 3), ("tars", 5), ("parquet", 3), ("parquet", 5)])
+def test_tars_and_parquet_are_cut_by_whole_files_and_merge_into_the_one_go_build(containers, kind, count, tmp_path):
+    parts = build_parts(containers.inputs[kind], tmp_path, count)
+    merge(*reversed(parts), tmp_path / "merged")
+    one_go = containers.root / f"one-go-{kind}"
+    assert_same_dataset(tmp_path / "merged", one_go)
+    classes = ["0", "1", "2"] if kind == "tars" else containers.names
+    assert_written_labels(containers, one_go, classes)
+    rejects = [(Path(p).name, k) for p, k, _ in Dataset(one_go).rejects()]
+    if kind == "tars":
+        assert [k for _, k in rejects] == ["corrupt"]  # the JPEG cut short
+        # The labels name the classes: a part knows those up to its own largest label, and the
+        # first parts (the first tars hold class 0 and 1 only) fewer than the merge.
+        known = [Dataset(p).manifest["classes"] for p in parts]
+        assert all(k == classes[: len(k)] for k in known) and len(known[0]) < len(classes), known
+    else:
+        assert ("train-00001-of-00004.parquet:row 3", "no-image") in rejects and len(rejects) == 2
+    # Four files in five parts: one part is empty, and merges all the same.
+    assert any(len(Dataset(p)) == 0 for p in parts) == (count == 5)
+
+
+def test_remote_tars_are_cut_by_whole_tars_and_a_part_fetches_only_its_own(containers, tmp_path):
+    from servers import nginx, requests_for
+
+    with nginx(containers.root / "wds", tmp_path / "nginx") as (base, log):
+        url = f"{base}/shard-{{000000..000003}}.tar"
+        run_build(url, tmp_path / "one-go", *OPTIONS)
+        assert [requests_for(log, f"shard-{t:06d}.tar") for t in range(4)] == [1, 1, 1, 1]
+        # Part K of 3 takes tars ⌊(K−1)·4/3⌋ .. ⌊K·4/3⌋: {0}, {1}, {2, 3}.
+        seen = []
+        parts = []
+        for k in range(1, 4):
+            parts.append(tmp_path / f"part-{k}")
+            run_build(url, parts[-1], *OPTIONS, "--part", f"{k}/3")
+            seen.append([requests_for(log, f"shard-{t:06d}.tar") - 1 for t in range(4)])
+        assert seen == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+    merge(*parts, tmp_path / "merged")
+    assert_same_dataset(tmp_path / "merged", tmp_path / "one-go")
+    assert Dataset(tmp_path / "merged").index()[0][4] == f"{base}/shard-000000.tar:s000.jpg"
+
+
+def test_parts_of_different_tar_lists_are_refused(containers, tmp_path):
+    wds = tmp_path / "wds"
+    shutil.copytree(containers.root / "wds", wds)
+    input = str(wds / "shard-*.tar")
+    first = tmp_path / "machine-1"
+    run_build(input, first, *OPTIONS, "--part", "1/2")
+    # Machine 2 sees another last tar under the same name (another size), then one tar fewer.
+    shutil.copy(wds / "shard-000000.tar", wds / "shard-000003.tar")
+    other = tmp_path / "machine-2"
+    run_build(input, other, *OPTIONS, "--part", "2/2")
+    (wds / "shard-000003.tar").unlink()
+    fewer = tmp_path / "machine-2-fewer"
+    run_build(input, fewer, *OPTIONS, "--part", "2/2")
+    for second, files in [(other, "4 files"), (fewer, "3 files")]:
+        proc = merge(first, second, tmp_path / "merged", check=False)
+        assert proc.returncode != 0, proc.stderr
+        assert str(second) in proc.stderr and "its input lists other files" in proc.stderr, proc.stderr
+        assert files in proc.stderr, proc.stderr
+    assert not (tmp_path / "merged").exists()
