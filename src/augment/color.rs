@@ -3,6 +3,10 @@
 //! clamped to [0, 255] and truncated to u8 (`Tensor.to(torch.uint8)`), the grey levels
 //! (`0.2989 R + 0.587 G + 0.114 B`) floored. They serve [`super::ColorJitter`] and
 //! [`super::TrivialAugmentWide`].
+//!
+//! Brightness and contrast map each value through the same function of that value alone, so they
+//! compute it once per level into a 256-entry table ([`levels`]) and look every value up: the
+//! same f32 arithmetic per level, the same bytes (tested against the per-value formulas).
 
 /// torchvision's `_blend` of one value with `other` at `ratio`: `v·ratio + other·(1 − ratio)`,
 /// clamped and truncated.
@@ -10,15 +14,23 @@ fn blend(v: u8, other: f32, ratio: f32) -> u8 {
     (v as f32 * ratio + other * (1.0 - ratio)).clamp(0.0, 255.0) as u8
 }
 
-/// The floored grey level of one pixel (torchvision's `rgb_to_grayscale`, then `floor_`).
+/// The floored grey level of one pixel (torchvision's `rgb_to_grayscale`, then `floor_`). The
+/// weighted sum is never negative, so truncating it to an integer floors it (without a call to
+/// libm's `floorf`, which the baseline x86-64 target needs for `f32::floor`).
 fn grey(px: &[u8]) -> f32 {
-    (px[0] as f32 * 0.2989 + px[1] as f32 * 0.587 + px[2] as f32 * 0.114).floor()
+    (px[0] as f32 * 0.2989 + px[1] as f32 * 0.587 + px[2] as f32 * 0.114) as u32 as f32
+}
+
+/// The table of `map` over the 256 levels.
+fn levels(map: impl Fn(u8) -> u8) -> [u8; 256] {
+    std::array::from_fn(|v| map(v as u8))
 }
 
 /// `adjust_brightness`: every value times `factor`.
 pub fn adjust_brightness(img: &mut [u8], factor: f32) {
+    let table = levels(|v| (v as f32 * factor).clamp(0.0, 255.0) as u8);
     for v in img {
-        *v = (*v as f32 * factor).clamp(0.0, 255.0) as u8;
+        *v = table[*v as usize];
     }
 }
 
@@ -30,8 +42,9 @@ pub fn adjust_contrast(img: &mut [u8], factor: f32) {
     }
     let sum: f64 = img.chunks_exact(3).map(|px| grey(px) as f64).sum();
     let mean = (sum / pixels as f64) as f32;
+    let table = levels(|v| blend(v, mean, factor));
     for v in img {
-        *v = blend(*v, mean, factor);
+        *v = table[*v as usize];
     }
 }
 
@@ -86,7 +99,8 @@ fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
 /// torchvision's `_hsv_to_rgb` for one pixel.
 fn hsv_to_rgb(h: f32, s: f32, v: f32) -> [f32; 3] {
     let h6 = h * 6.0;
-    let i = h6.floor();
+    // h is in [0, 1): truncation floors it.
+    let i = h6 as u32 as f32;
     let f = h6 - i;
     let sxf = s * f;
     let q = ((1.0 - sxf) * v).clamp(0.0, 1.0);
@@ -105,6 +119,55 @@ fn hsv_to_rgb(h: f32, s: f32, v: f32) -> [f32; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-value formulas, as torchvision writes them, with f32's own floor.
+    fn plain_brightness(img: &mut [u8], factor: f32) {
+        for v in img {
+            *v = (*v as f32 * factor).clamp(0.0, 255.0) as u8;
+        }
+    }
+
+    fn plain_contrast(img: &mut [u8], factor: f32) {
+        let grey = |px: &[u8]| {
+            (px[0] as f32 * 0.2989 + px[1] as f32 * 0.587 + px[2] as f32 * 0.114).floor()
+        };
+        let sum: f64 = img.chunks_exact(3).map(|px| grey(px) as f64).sum();
+        let mean = (sum / (img.len() / 3) as f64) as f32;
+        for v in img {
+            *v = (*v as f32 * factor + mean * (1.0 - factor)).clamp(0.0, 255.0) as u8;
+        }
+    }
+
+    fn plain_saturation(img: &mut [u8], factor: f32) {
+        for px in img.chunks_exact_mut(3) {
+            let g = (px[0] as f32 * 0.2989 + px[1] as f32 * 0.587 + px[2] as f32 * 0.114).floor();
+            for v in px {
+                *v = (*v as f32 * factor + g * (1.0 - factor)).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+
+    #[test]
+    fn tables_and_truncated_greys_give_the_formulas_bytes() {
+        // Every level, in every channel, and noise; factors across timm's and TrivialAugment's
+        // ranges, below 0 and above 2 included.
+        let mut src: Vec<u8> = (0..=255u8).flat_map(|v| [v, 255 - v, v / 2]).collect();
+        src.extend(crate::test_pixels::noise(2001, 7));
+        for factor in [0.0, 0.05, 0.6, 0.93, 1.0, 1.37, 1.4, 1.99, 2.5, -0.3] {
+            type Op = fn(&mut [u8], f32);
+            let pairs: [(Op, Op); 3] = [
+                (adjust_brightness, plain_brightness),
+                (adjust_contrast, plain_contrast),
+                (adjust_saturation, plain_saturation),
+            ];
+            for (i, (ours, plain)) in pairs.into_iter().enumerate() {
+                let (mut a, mut b) = (src.clone(), src.clone());
+                ours(&mut a, factor);
+                plain(&mut b, factor);
+                assert!(a == b, "op {i} at factor {factor} differs from its formula");
+            }
+        }
+    }
 
     #[test]
     fn adjustments_follow_their_definitions() {
