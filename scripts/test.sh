@@ -19,7 +19,10 @@ cargo clippy --release -p alexpipe --all-targets -- -D warnings
 # Every public item documented (#![deny(missing_docs)]) and the docs build without a warning.
 RUSTDOCFLAGS="-D warnings" cargo doc --release --no-deps --workspace --features alexpipe/hdf5,alexpipe-python/hdf5
 # Release: one optimised build serves the Rust tests, the binaries the Python tests run and the
-# trainer (libtorch-linked code is slow to build; a second, debug build would double CI time).
+# trainer (libtorch-linked code is slow to build; a second, debug build would double CI time). The
+# integration tests are three binaries (tests/integration.rs, tests/process.rs,
+# train/tests/integration.rs), and `cargo test` builds the binaries with the same features as
+# `cargo build` (Cargo.toml's bitflags line), so the build below only confirms they are there.
 cargo test --release --features alexpipe/hdf5
 cargo build --release --bins --features alexpipe/hdf5
 VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release --quiet -m python/Cargo.toml --features hdf5
