@@ -143,7 +143,7 @@ struct Args {
     /// Validate with the paper's 10 patches and averaged softmax.
     #[arg(long, help_heading = PAPER)]
     ten_crop: bool,
-    /// Colour jitter: one value for brightness, contrast and saturation, or B,C,S[,H]
+    /// Colour jitter: one value for brightness, contrast and saturation, or B,C,S or B,C,S,H
     /// (torchvision's ColorJitter, random order) [timm: 0.4].
     #[arg(long, value_delimiter = ',', value_name = "V", help_heading = TODAY)]
     color_jitter: Option<Vec<f32>>,
