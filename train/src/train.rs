@@ -86,7 +86,7 @@ pub enum TrainError {
     /// The checkpoint given to `--resume` was trained with another network or dataset.
     #[error(
         "{}: the checkpoint's network {saved} does not match this run's {wanted}: resume with the \
-         same dataset, --width, --crop, --init, --conv1-std, --bias-init, --dropout and --normalize",
+         same dataset, --width, --crop, --init, --bias-init, --dropout and --normalize",
         path.display()
     )]
     ResumeMismatch {
@@ -200,7 +200,13 @@ impl Model {
     fn resume(&mut self, path: &Path, fresh: &TrainState) -> Result<TrainState, TrainError> {
         let mut restored = checkpoint::load(path)?;
         let saved = &restored.state;
-        if saved.model != fresh.model
+        // conv1's initial σ only shaped where the saved weights started: a run started with
+        // another --conv1-std (or before the small preset set one) resumes.
+        let network = AlexNetConfig {
+            conv1_std: saved.model.conv1_std,
+            ..fresh.model.clone()
+        };
+        if saved.model != network
             || saved.classes != fresh.classes
             || saved.normalize != fresh.normalize
         {

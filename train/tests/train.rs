@@ -581,3 +581,32 @@ fn augmentation_flags_that_cannot_work_say_what_to_do() {
     );
     refused(&["--recipe", "rrc", "--mixup=-1"], "give values ≥ 0");
 }
+
+/// conv1's initial σ shapes only the start: a run begun with another `--conv1-std` (as runs of the
+/// small preset before it set 0.01 were, with He's σ) resumes under the preset's, and the resumed
+/// run keeps the network its checkpoint names.
+#[test]
+fn a_run_resumes_under_another_conv1_start() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = small_dataset(tmp.path());
+    let run_dir = tmp.path().join("run");
+    let small = ["--preset", "small"];
+    train_cli(
+        &data,
+        &run_dir,
+        &[&small[..], &["--conv1-std", "0.05", "--max-steps", "3"]].concat(),
+    );
+    train_cli(&data, &run_dir, &[&small[..], &["--resume"]].concat());
+    let (_vs, _net, state, _) =
+        load_network(&last_checkpoint(&run_dir), Device::Cpu).expect("checkpoint loads");
+    assert_eq!(
+        (state.epoch, state.step),
+        (2, 0),
+        "the resumed run finished"
+    );
+    assert_eq!(
+        state.model.conv1_std,
+        Some(0.05),
+        "the checkpoint's own network"
+    );
+}
