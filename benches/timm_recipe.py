@@ -1,9 +1,10 @@
 """The full timm-style training recipe from full-size JPEGs: alexpipe against timm's loader, same run.
 
-    .venv/bin/python benches/timm_recipe.py [--count 480] [--rounds 3] [--threads 2]
+    .venv/bin/python benches/timm_recipe.py [--count 480] [--rounds 3] [--threads 2] [--interpolation random]
     .venv/bin/python benches/timm_recipe.py --smoke          # seconds: every loader runs once on a tiny corpus
 
-The recipe, per image: RandomResizedCrop 224 (scale 0.08-1, ratio 3/4-4/3, bilinear), mirror p = 0.5,
+The recipe, per image: RandomResizedCrop 224 (scale 0.08-1, ratio 3/4-4/3, bilinear; --interpolation
+bicubic, or random as timm's train.py: either per image), mirror p = 0.5,
 TrivialAugmentWide (31 bins, nearest, fill 0), ColorJitter(0.4, 0.4, 0.4), float32 NCHW normalised
 with the ImageNet mean/std, random erasing (p 0.25, timm's mode "pixel"); per batch timm's Mixup
 (MixUp α 0.8, CutMix α 1.0, switch 0.5, label smoothing 0.1) to [N, classes] soft labels. The
@@ -47,12 +48,12 @@ def corpus(out, count):
     )
 
 
-def alexpipe_loader(ds, decode, threads):
+def alexpipe_loader(ds, decode, threads, interpolation):
     import alexpipe
 
     return alexpipe.Loader(ds, batch_size=BATCH, recipe="rrc", decode=decode, threads=threads, trivial_augment=True,
                            color_jitter=0.4, random_erasing=0.25, erasing_mode="pixel", mixup=0.8, cutmix=1.0,
-                           label_smoothing=0.1)
+                           label_smoothing=0.1, interpolation=interpolation)
 
 
 def alexpipe_epoch(loader, epoch):
@@ -64,7 +65,7 @@ def alexpipe_epoch(loader, epoch):
     return n
 
 
-def timm_loader(images, threads):
+def timm_loader(images, threads, interpolation):
     import torch
     import torchvision
     from timm.data.mixup import Mixup
@@ -73,7 +74,7 @@ def timm_loader(images, threads):
     from torchvision import transforms
 
     tf = transforms.Compose([
-        RandomResizedCropAndInterpolation(224, interpolation="bilinear"),
+        RandomResizedCropAndInterpolation(224, interpolation=interpolation),
         transforms.RandomHorizontalFlip(),
         transforms.TrivialAugmentWide(),
         transforms.ColorJitter(0.4, 0.4, 0.4),
@@ -96,7 +97,7 @@ def timm_epoch(loader, mix):
     return n
 
 
-def dali_loader(images, threads):
+def dali_loader(images, threads, interpolation):
     """DALI 2.4's CPU pipeline with its nearest equivalents of the recipe: decoders.image_random_crop
     (RandomResizedCrop's sampling inside the decoder) → resize 224 (antialiased) → auto_aug's
     trivial_augment_wide → color_twist (brightness, contrast, saturation in [0.6, 1.4]) →
@@ -114,7 +115,8 @@ def dali_loader(images, threads):
         jpegs, labels = fn.readers.file(file_root=str(images), random_shuffle=True, name="r")
         img = fn.decoders.image_random_crop(jpegs, device="cpu", output_type=types.RGB,
                                             random_area=[0.08, 1.0], random_aspect_ratio=[3 / 4, 4 / 3])
-        img = fn.resize(img, resize_x=224, resize_y=224, antialias=True)
+        interp = types.INTERP_CUBIC if interpolation == "bicubic" else types.INTERP_LINEAR
+        img = fn.resize(img, resize_x=224, resize_y=224, antialias=True, interp_type=interp)
         img = trivial_augment.trivial_augment_wide(img)
         jitter = [0.6, 1.4]
         img = fn.color_twist(img, brightness=fn.random.uniform(range=jitter), contrast=fn.random.uniform(range=jitter),
@@ -166,6 +168,7 @@ def main():
     ap.add_argument("--count", type=int, default=480)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--interpolation", choices=("bilinear", "bicubic", "random"), default="bilinear")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.smoke:
@@ -178,18 +181,20 @@ def main():
 
         alexpipe.build_shards(str(images), str(ds), mode="original", progress=False)
     print(f"timm-style recipe (RRC 224 + flip + TrivialAugmentWide + jitter 0.4 + normalise + erasing 0.25 + "
-          f"MixUp/CutMix), {args.count} JPEGs (short side 300-500 px), batches of {BATCH}, {args.threads} "
+          f"MixUp/CutMix; {args.interpolation} resize), {args.count} JPEGs (short side 300-500 px), batches of {BATCH}, {args.threads} "
           f"threads/workers, {args.rounds} interleaved rounds after a warm-up\n")
     loaders = {}
     for decode in ("crop", "exact"):
-        loader = alexpipe_loader(str(ds), decode, args.threads)
+        loader = alexpipe_loader(str(ds), decode, args.threads, args.interpolation)
         loaders[f"alexpipe {'crop-aware' if decode == 'crop' else 'exact'}"] = lambda e, l=loader: alexpipe_epoch(l, e)
     peers = ["timm (DataLoader + timm transforms + Mixup)", "DALI CPU, nearest equivalents + timm's Mixup"]
     if available("timm"):
-        tl, mix = timm_loader(images, args.threads)
+        tl, mix = timm_loader(images, args.threads, args.interpolation)
         loaders[peers[0]] = lambda e: timm_epoch(tl, mix)
-    if available("nvidia.dali") and available("timm"):
-        dali = dali_loader(images, args.threads)
+    # DALI's resize takes one filter for the pipeline: it has no per-image random choice.
+    dali_can = args.interpolation != "random"
+    if available("nvidia.dali") and available("timm") and dali_can:
+        dali = dali_loader(images, args.threads, args.interpolation)
         loaders[peers[1]] = lambda e: dali_epoch(dali, args.count)
     runs = {name: [] for name in loaders}
     for name, run in loaders.items():
@@ -205,7 +210,8 @@ def main():
         print(f"| {name} | {statistics.median(rates):,.0f} |")
     for peer in peers:
         if peer not in runs:
-            print(f"| {peer} | not installed |")
+            why = "no per-image random filter" if peer.startswith("DALI") and not dali_can else "not installed"
+            print(f"| {peer} | {why} |")
     ours = max(statistics.median(v) for k, v in runs.items() if k.startswith("alexpipe"))
     theirs = [statistics.median(v) for k, v in runs.items() if not k.startswith("alexpipe")]
     if theirs:

@@ -50,8 +50,8 @@ pub mod threads;
 pub mod window;
 
 pub use augment::{
-    Augmentations, ColorJitter, DecodeMode, EraseFill, Mixup, ProgressiveResize, RandomErasing,
-    RandomResizedCrop, Recipe, TrivialAugmentWide,
+    Augmentations, ColorJitter, DecodeMode, EraseFill, Interpolation, Mixup, ProgressiveResize,
+    RandomErasing, RandomResizedCrop, Recipe, TrivialAugmentWide,
 };
 pub use build::{build, recompute_stats, BuildConfig, BuildSummary, OutputFormat};
 pub use dataset::Dataset;

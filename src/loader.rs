@@ -253,10 +253,10 @@ impl LoaderConfig {
 
 impl LoaderConfig {
     /// timm's ImageNet training defaults (its `train.py` and `transforms_imagenet_train`) at output
-    /// side `crop`: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3; bilinear here, where timm
-    /// picks bilinear or bicubic at random), mirror p = 0.5, ColorJitter(0.4, 0.4, 0.4), ImageNet
-    /// mean/std, label smoothing 0.1 as soft labels (no MixUp/CutMix, no erasing, no
-    /// auto-augmentation: timm's defaults); evaluation at crop_pct 0.875.
+    /// side `crop`: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3, bilinear or bicubic at random
+    /// per sample: `--train-interpolation random`), mirror p = 0.5, ColorJitter(0.4, 0.4, 0.4),
+    /// ImageNet mean/std, label smoothing 0.1 as soft labels (no MixUp/CutMix, no erasing, no
+    /// auto-augmentation: timm's defaults); evaluation at crop_pct 0.875, bicubic.
     pub fn timm(crop: u32) -> Self {
         let jitter = crate::augment::ColorJitter {
             brightness: Some((0.6, 1.4)),
@@ -266,6 +266,13 @@ impl LoaderConfig {
         };
         LoaderConfig {
             crop,
+            recipe: Recipe::RandomResizedCrop {
+                crop: crate::augment::RandomResizedCrop {
+                    interpolation: crate::augment::Interpolation::Random,
+                    ..crate::augment::RandomResizedCrop::default()
+                },
+                decode: crate::augment::DecodeMode::default(),
+            },
             augment: Augmentations {
                 color_jitter: Some(jitter),
                 mixup: Some(Mixup {
@@ -824,7 +831,8 @@ fn recipe(
                 crop.crop_fraction,
                 decode.name(),
                 ops.describe()
-            ) + &output_ops_words(&config.augment)
+            ) + &interpolation_words(crop.interpolation)
+                + &output_ops_words(&config.augment)
         }
     };
     let order = config
@@ -843,6 +851,15 @@ fn recipe(
         config.ten_crop,
         norm.hex()
     )
+}
+
+/// RandomResizedCrop's filter word (none for bilinear, so states saved before it was a choice
+/// still fit).
+fn interpolation_words(interpolation: crate::augment::Interpolation) -> String {
+    match interpolation {
+        crate::augment::Interpolation::Bilinear => String::new(),
+        other => format!(" interpolation={}", other.name()),
+    }
 }
 
 /// The recipe words of the ops on the output (none when off, so states saved before they
@@ -1084,7 +1101,10 @@ impl Job {
                 h,
                 flip: false,
                 alpha: [0.0; 3],
-                draws: Default::default(),
+                draws: crate::augment::OpDraws {
+                    filter: rrc.interpolation.draw(&mut rng),
+                    ..Default::default()
+                },
             }
         };
         let mut geometry = if cfg.train {

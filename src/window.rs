@@ -4,7 +4,7 @@
 //! loader then runs the paper's fused loop (mirror, lighting, normalisation, layout) over the
 //! result.
 
-use crate::augment::{DecodeMode, RandomResizedCrop, SampleParams};
+use crate::augment::{DecodeMode, OpDraws, RandomResizedCrop, SampleParams};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::prep::{
@@ -24,7 +24,8 @@ pub struct WindowScratch {
 }
 
 /// Where a record's output pixels come from, given its dimensions: a window to resize (training)
-/// or the evaluation box (resize the short side, centre-crop).
+/// or the evaluation box (resize the short side, centre-crop). The filter is the sample's
+/// `draws.filter`.
 pub enum Geometry<'a> {
     /// Resize this sample's window (drawn from the dimensions) to the output.
     Window(&'a mut dyn FnMut((u32, u32)) -> SampleParams),
@@ -79,10 +80,14 @@ pub fn read_window(
                 h: (h.round() as u32).max(1),
                 flip: false,
                 alpha: [0.0; 3],
-                draws: Default::default(),
+                draws: OpDraws {
+                    filter: rrc.interpolation.eval_filter(),
+                    ..OpDraws::default()
+                },
             }
         }
     };
+    let filter = params.draws.filter;
     if encoded && decode == DecodeMode::CropAware && is_jpeg(&scratch.record) {
         let window = match geometry {
             Geometry::Window(_) => [
@@ -93,8 +98,9 @@ pub fn read_window(
             ],
             Geometry::Eval(rrc) => rrc.eval_box(dims.0, dims.1, size),
         };
-        let region = decode_jpeg_window(&scratch.record, window, size, &opts).map_err(bad)?;
-        resize.resize_box(&region.image, region.window, size, size, out);
+        let region =
+            decode_jpeg_window(&scratch.record, window, size, filter, &opts).map_err(bad)?;
+        resize.resize_box(&region.image, region.window, (size, size), filter, out);
         return Ok((label, params));
     }
     if encoded {
@@ -108,12 +114,13 @@ pub fn read_window(
         Geometry::Window(_) => resize.resized_crop(
             &scratch.image,
             (params.x, params.y, params.w, params.h),
-            size,
+            (size, filter),
             &mut scratch.cut,
             out,
         ),
         Geometry::Eval(rrc) => {
-            resize.resize_short_center_crop(&scratch.image, rrc.eval_resize(size), size, out)
+            let resize_to = rrc.eval_resize(size);
+            resize.resize_short_center_crop(&scratch.image, resize_to, size, filter, out)
         }
     }
     if !encoded {

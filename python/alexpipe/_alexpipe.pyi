@@ -161,6 +161,7 @@ class Loader:
         scale: Tuple[float, float] = (0.08, 1.0),
         ratio: Tuple[float, float] = (3 / 4, 4 / 3),
         crop_fraction: float = 0.875,
+        interpolation: Optional[str] = None,
         decode: str = "crop",
         order: str = "global",
         shard_window: int = 4,
@@ -184,10 +185,13 @@ class Loader:
         """recipe: "paper" (random crop-sized patches of the stored images, §4.1) or "rrc"
         (torchvision's RandomResizedCrop of the whole image to crop×crop, with scale and ratio;
         evaluation: short side to crop / crop_fraction, centre crop; decode "crop" decodes only
-        the window at a reduced DCT scale, "exact" decodes whole). Defaults per recipe: lighting
-        0.1 and mean "image" for "paper", 0 and "imagenet" for "rrc".
-        recipe="timm": timm's ImageNet training defaults (RRC, flip, color_jitter 0.4, ImageNet
-        normalisation, label_smoothing 0.1 as soft labels), the options below overriding them.
+        the window at a reduced DCT scale, "exact" decodes whole; interpolation "bilinear" (the
+        default), "bicubic" (Pillow's) or "random" (either per sample, timm's
+        --train-interpolation random; evaluation then uses bicubic)). Defaults per recipe:
+        lighting 0.1 and mean "image" for "paper", 0 and "imagenet" for "rrc".
+        recipe="timm": timm's ImageNet training defaults (RRC with interpolation "random", flip,
+        color_jitter 0.4, ImageNet normalisation, label_smoothing 0.1 as soft labels), the options
+        below overriding them.
         The "rrc" recipe's optional training ops (docs/ENGINE.md), as torchvision.transforms.v2 and
         timm define them: color_jitter (timm's form: one value for brightness, contrast and
         saturation, or 3 or 4 values with hue; random order per sample), trivial_augment
@@ -197,7 +201,8 @@ class Loader:
         mix_switch_prob, label_smoothing; f32 layout only): the labels are then the float32
         [N, classes] soft labels, the integer ones in the debug dict's "labels". debug=True adds
         each sample's draws: "jitter" (factors, NaN when off), "jitter_order", "trivial_op",
-        "trivial_magnitude", "erase" (x, y, w, h; -1 when not erased) and the batch's "mix_lam",
+        "trivial_magnitude", "erase" (x, y, w, h; -1 when not erased), "filter" ("bilinear" or
+        "bicubic": the resize filter of the rrc window) and the batch's "mix_lam",
         "mix_box" (y0, y1, x0, x1 or None). views: augmented views of each record in a
         training batch (each with its own draws and label; N = views × records).
         size_schedule: (min, max, start_epoch, end_epoch, multiple), FFCV's progressive

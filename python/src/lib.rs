@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alexpipe::{
-    Augmentations, ColorJitter, Eigenbasis, EraseFill, Layout, MeanMode, Mixup, Mode, Next,
-    ProgressiveResize, RandomErasing, RandomResizedCrop, Recipe, TrivialAugmentWide,
+    Augmentations, ColorJitter, Eigenbasis, EraseFill, Interpolation, Layout, MeanMode, Mixup,
+    Mode, Next, ProgressiveResize, RandomErasing, RandomResizedCrop, Recipe, TrivialAugmentWide,
 };
 use numpy::ndarray::{ArrayView, Ix4};
 use numpy::{PyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
@@ -462,7 +462,7 @@ impl Loader {
                         mean=None, ten_crop=false, rank=0, world_size=1, eigvecs=None, axis_std=None,
                         indices=None, stats_from=None, debug=false, recipe="paper",
                         scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0), crop_fraction=0.875,
-                        decode="crop", order="global", shard_window=4, cache_dir=None,
+                        interpolation=None, decode="crop", order="global", shard_window=4, cache_dir=None,
                         cache_bytes=None, s3_endpoint=None, color_jitter=None, trivial_augment=false,
                         random_erasing=0.0, erasing_mode="const", erasing_scale=(0.02, 0.33),
                         erasing_ratio=(0.3, 3.3), mixup=0.0, cutmix=0.0, mix_prob=1.0,
@@ -496,6 +496,7 @@ impl Loader {
         scale: (f64, f64),
         ratio: (f64, f64),
         crop_fraction: f64,
+        interpolation: Option<&str>,
         decode: &str,
         order: &str,
         shard_window: usize,
@@ -535,7 +536,12 @@ impl Loader {
         // "timm": timm's ImageNet training defaults (LoaderConfig::timm), the options below
         // overriding them.
         let timm = recipe == "timm";
-        let preset = alexpipe::LoaderConfig::timm(crop).augment;
+        let preset = alexpipe::LoaderConfig::timm(crop);
+        let interpolation = match (interpolation, &preset.recipe) {
+            (Some(name), _) => parse(name)?,
+            (None, Recipe::RandomResizedCrop { crop, .. }) if timm => crop.interpolation,
+            (None, _) => Interpolation::default(),
+        };
         let recipe = match parse::<Recipe>(if timm { "rrc" } else { recipe })? {
             Recipe::Paper => Recipe::Paper,
             Recipe::RandomResizedCrop { .. } => Recipe::RandomResizedCrop {
@@ -543,10 +549,12 @@ impl Loader {
                     scale,
                     ratio,
                     crop_fraction,
+                    interpolation,
                 },
                 decode: parse(decode)?,
             },
         };
+        let preset = preset.augment;
         let paper = recipe == Recipe::Paper;
         let mean: MeanMode = match mean {
             Some(m) => parse(m)?,
@@ -950,6 +958,8 @@ fn params_dict<'py>(py: Python<'py>, batch: &alexpipe::Batch) -> PyResult<Bound<
         })
         .collect();
     d.set_item("erase", PyArray2::from_vec2(py, &erase)?)?;
+    let filters: Vec<&str> = p.iter().map(|q| q.draws.filter.name()).collect();
+    d.set_item("filter", filters)?;
     d.set_item("labels", PyArray1::from_slice(py, batch.labels()))?;
     if let Some(mix) = batch.mix() {
         d.set_item("mix_lam", mix.lam)?;

@@ -47,7 +47,7 @@ pub use normalize::{normalize_channels, subtract_mean_image, Normalize};
 pub use pipeline::{PixelOp, PixelOps};
 pub use progressive_resize::ProgressiveResize;
 pub use random_erasing::{EraseDraw, EraseFill, RandomErasing};
-pub use random_resized_crop::{RandomResizedCrop, ATTEMPTS};
+pub use random_resized_crop::{Interpolation, RandomResizedCrop, ATTEMPTS};
 pub use recipe::{Augmentations, DecodeMode, Recipe};
 pub use tone::{adjust_sharpness, autocontrast, equalize, posterize, solarize};
 pub use trivial_augment::{TrivialAugmentWide, TrivialDraw, TrivialOp};
@@ -83,6 +83,9 @@ pub struct OpDraws {
     pub trivial: Option<TrivialDraw>,
     /// [`RandomErasing`]'s region (`None` also when the sample was not erased).
     pub erase: Option<EraseDraw>,
+    /// The filter RandomResizedCrop resampled the window with (drawn per sample under
+    /// [`Interpolation::Random`]).
+    pub filter: crate::prep::Filter,
 }
 
 #[cfg(test)]

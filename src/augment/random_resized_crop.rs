@@ -4,12 +4,79 @@
 //! evaluation, the short side resized to `size / crop_fraction` and the centre cropped.
 //!
 //! The window is drawn from the image's dimensions alone (its header), before any decoding, so a
-//! JPEG can decode just the window ([`crate::prep::decode_jpeg_window`]).
+//! JPEG can decode just the window ([`crate::prep::decode_jpeg_window`]). The resize filter is
+//! bilinear (torchvision), bicubic, or either at random per sample (timm's
+//! `RandomResizedCropAndInterpolation` with `--train-interpolation random`).
 
 use rand::{Rng, RngExt};
 
 use crate::error::{Error, Result};
-use crate::prep::{center_crop_offset, resized_dims, Window};
+use crate::prep::{center_crop_offset, resized_dims, Filter, Window};
+
+/// How RandomResizedCrop resamples its training window: one filter, or timm's random choice
+/// between bilinear and bicubic per sample. Evaluation uses [`Interpolation::eval_filter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interpolation {
+    /// Pillow's antialiased bilinear (torchvision's default).
+    #[default]
+    Bilinear,
+    /// Pillow's antialiased bicubic.
+    Bicubic,
+    /// Bilinear or bicubic with probability ½ each, drawn per sample after its window (timm's
+    /// `random.choice((BILINEAR, BICUBIC))`).
+    Random,
+}
+
+impl Interpolation {
+    /// The training filter of one sample: the fixed filter, or for [`Interpolation::Random`] one
+    /// draw from `rng` (the only case that draws, so the other settings keep their streams).
+    pub fn draw(self, rng: &mut impl Rng) -> Filter {
+        match self {
+            Interpolation::Bilinear => Filter::Bilinear,
+            Interpolation::Bicubic => Filter::Bicubic,
+            Interpolation::Random => {
+                if rng.random::<bool>() {
+                    Filter::Bicubic
+                } else {
+                    Filter::Bilinear
+                }
+            }
+        }
+    }
+
+    /// Evaluation's filter: the training filter, and bicubic for [`Interpolation::Random`]
+    /// (timm evaluates with bicubic, its data config's default, whatever it trained with).
+    pub fn eval_filter(self) -> Filter {
+        match self {
+            Interpolation::Bilinear => Filter::Bilinear,
+            Interpolation::Bicubic | Interpolation::Random => Filter::Bicubic,
+        }
+    }
+
+    /// The name [`Interpolation::from_str`](std::str::FromStr::from_str) reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+            Interpolation::Random => "random",
+        }
+    }
+}
+
+impl std::str::FromStr for Interpolation {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Interpolation> {
+        match s {
+            "bilinear" => Ok(Interpolation::Bilinear),
+            "bicubic" => Ok(Interpolation::Bicubic),
+            "random" => Ok(Interpolation::Random),
+            other => Err(Error::Usage(format!(
+                "interpolation {other:?}: use \"bilinear\" (torchvision), \"bicubic\" or \"random\" (either per sample, timm's --train-interpolation random)"
+            ))),
+        }
+    }
+}
 
 /// RandomResizedCrop's parameters, torchvision's defaults by [`Default`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +88,8 @@ pub struct RandomResizedCrop {
     /// Evaluation: the short side is resized to `size / crop_fraction` (rounded down) before the
     /// centre crop (torchvision and timm: 0.875, i.e. 256 for 224).
     pub crop_fraction: f64,
+    /// The resize filter (torchvision: bilinear; timm's training: random).
+    pub interpolation: Interpolation,
 }
 
 impl Default for RandomResizedCrop {
@@ -29,6 +98,7 @@ impl Default for RandomResizedCrop {
             scale: (0.08, 1.0),
             ratio: (3.0 / 4.0, 4.0 / 3.0),
             crop_fraction: 0.875,
+            interpolation: Interpolation::Bilinear,
         }
     }
 }
@@ -163,11 +233,43 @@ mod tests {
         let tight = RandomResizedCrop {
             scale: (1.0, 1.0),
             ratio: (2.0, 3.0),
-            crop_fraction: 0.875,
+            ..RandomResizedCrop::default()
         };
         let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(0);
         assert_eq!(tight.sample(&mut rng, 100, 100), tight.fallback(100, 100));
         assert_eq!(tight.fallback(100, 100), (0, 25, 100, 50));
+    }
+
+    #[test]
+    fn only_random_interpolation_draws() {
+        let mut fixed = rand::rngs::ChaCha8Rng::seed_from_u64(3);
+        let mut untouched = rand::rngs::ChaCha8Rng::seed_from_u64(3);
+        assert_eq!(Interpolation::Bilinear.draw(&mut fixed), Filter::Bilinear);
+        assert_eq!(Interpolation::Bicubic.draw(&mut fixed), Filter::Bicubic);
+        assert_eq!(
+            fixed.random::<u64>(),
+            untouched.random::<u64>(),
+            "a fixed filter leaves the stream as it was"
+        );
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(3);
+        let bicubic = (0..4000)
+            .filter(|_| Interpolation::Random.draw(&mut rng) == Filter::Bicubic)
+            .count();
+        // Binomial(4000, 1/2): σ ≈ 32; 200 is over 6σ.
+        assert!(
+            (1800..=2200).contains(&bicubic),
+            "{bicubic} bicubic of 4000"
+        );
+        assert_eq!(Interpolation::Random.eval_filter(), Filter::Bicubic);
+        assert_eq!(Interpolation::Bilinear.eval_filter(), Filter::Bilinear);
+        for name in ["bilinear", "bicubic", "random"] {
+            let parsed: Interpolation = name.parse().expect("a known name");
+            assert_eq!(parsed.name(), name);
+        }
+        assert!(matches!(
+            "nearest".parse::<Interpolation>(),
+            Err(Error::Usage(_))
+        ));
     }
 
     #[test]

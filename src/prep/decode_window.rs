@@ -16,7 +16,7 @@ use turbojpeg::raw;
 use super::decode::{
     check_dims, decompress_rgb, read_jpeg_header, set_scale, with_decompressor, CInt,
 };
-use super::{is_jpeg, DecodeOptions, RejectReason, RgbImage};
+use super::{is_jpeg, DecodeOptions, Filter, RejectReason, RgbImage};
 
 /// A crop window in an image's own pixels: left, top, width, height.
 pub type Window = (u32, u32, u32, u32);
@@ -74,22 +74,25 @@ pub fn window_eighths(window_w: u32, window_h: u32, out: u32) -> u32 {
 /// The DCT scales libjpeg-turbo decodes with SIMD code, in eighths, smallest first.
 const FAST_EIGHTHS: [u32; 4] = [1, 2, 4, 8];
 
-/// Margin, in scaled pixels, decoded around the window so the resize filter reads real pixels
-/// at the window's edges (the antialiased bilinear filter reaches one output step beyond).
-const FILTER_MARGIN: u32 = 2;
+/// Margin, in scaled pixels per unit of the resize filter's support, decoded around the window so
+/// the filter reads real pixels at the window's edges: it reaches `support` output steps beyond,
+/// and at the chosen scale an output step is under 2 scaled pixels.
+const MARGIN_PER_SUPPORT: u32 = 2;
 
 /// Decodes the part of a JPEG that `window` (left, top, width, height in the image's full-size
 /// pixels; fractional allowed) needs for an
 /// `out`×`out` output: the DCT scale of [`window_eighths`], and only the window's rows and iMCU
-/// columns (plus a 2-pixel margin for the filter). Lossless JPEGs, and any whose chroma layout libjpeg-turbo
+/// columns (plus a margin of 2 pixels per unit of `filter`'s support). Lossless JPEGs, and any whose chroma layout libjpeg-turbo
 /// cannot crop, decode whole at that scale instead. A decode that loses data midway (a
 /// truncated or damaged file) is an error, as in [`decode_rgb`](super::decode_rgb).
 pub fn decode_jpeg_window(
     bytes: &[u8],
     window: [f64; 4],
     out: u32,
+    filter: Filter,
     opts: &DecodeOptions,
 ) -> Result<ScaledRegion, RejectReason> {
+    let margin = MARGIN_PER_SUPPORT * filter.support();
     with_decompressor(|tj| {
         let header = read_jpeg_header(tj, bytes, opts)?;
         let [x, y, w, h] = window;
@@ -118,10 +121,10 @@ pub fn decode_jpeg_window(
             ((y + h) * f).min(full_h as f64),
         );
         // Rows: any; columns: the left edge on a scaled iMCU boundary (TurboJPEG's rule).
-        let top = (wy0.floor() as u32).saturating_sub(FILTER_MARGIN);
-        let bottom = (wy1.ceil() as u32 + FILTER_MARGIN).min(full_h);
-        let mut left = (wx0.floor() as u32).saturating_sub(FILTER_MARGIN);
-        let right = (wx1.ceil() as u32 + FILTER_MARGIN).min(full_w);
+        let top = (wy0.floor() as u32).saturating_sub(margin);
+        let bottom = (wy1.ceil() as u32 + margin).min(full_h);
+        let mut left = (wx0.floor() as u32).saturating_sub(margin);
+        let right = (wx1.ceil() as u32 + margin).min(full_w);
         let mcu = mcu_width(header.subsamp).map(scaled);
         let croppable = !header.lossless && mcu.is_some();
         if let Some(mcu) = mcu.filter(|_| croppable) {
@@ -224,13 +227,27 @@ mod tests {
         let bytes = jpeg();
         let opts = DecodeOptions::default();
         // The whole frame at 1/4 (short side 200 · 2/8 = 50 ≥ 50 > 200 · 1/8).
-        let whole = decode_jpeg_window(&bytes, [0.0, 0.0, 300.0, 200.0], 50, &opts).expect("whole");
+        let whole = decode_jpeg_window(
+            &bytes,
+            [0.0, 0.0, 300.0, 200.0],
+            50,
+            Filter::Bilinear,
+            &opts,
+        )
+        .expect("whole");
         assert_eq!(
             (whole.eighths, whole.image.width, whole.image.height),
             (2, 75, 50)
         );
         // A 120×100 window for a 25 px output: also 1/4, and only its region decoded.
-        let part = decode_jpeg_window(&bytes, [50.0, 40.0, 120.0, 100.0], 25, &opts).expect("part");
+        let part = decode_jpeg_window(
+            &bytes,
+            [50.0, 40.0, 120.0, 100.0],
+            25,
+            Filter::Bilinear,
+            &opts,
+        )
+        .expect("part");
         assert_eq!(part.eighths, 2);
         assert!(
             part.image.width < 40 && part.image.height < 30,
@@ -270,17 +287,38 @@ mod tests {
         let cut = &bytes[..bytes.len() * 2 / 3];
         let opts = DecodeOptions::default();
         // The data for the bottom rows is gone: an error, never grey filler.
-        let lost = decode_jpeg_window(cut, [150.0, 140.0, 150.0, 60.0], 32, &opts);
+        let lost = decode_jpeg_window(
+            cut,
+            [150.0, 140.0, 150.0, 60.0],
+            32,
+            Filter::Bilinear,
+            &opts,
+        );
         assert!(matches!(lost, Err(RejectReason::Corrupt(_))), "{lost:?}");
         // A window in the intact top rows decodes from intact data: the same pixels as from the
         // whole file.
         let top = [0.0, 0.0, 100.0, 50.0];
-        let from_cut = decode_jpeg_window(cut, top, 32, &opts).expect("intact rows");
-        let from_whole = decode_jpeg_window(&bytes, top, 32, &opts).expect("whole file");
+        let from_cut =
+            decode_jpeg_window(cut, top, 32, Filter::Bilinear, &opts).expect("intact rows");
+        let from_whole =
+            decode_jpeg_window(&bytes, top, 32, Filter::Bilinear, &opts).expect("whole file");
         assert_eq!(from_cut, from_whole);
         // And the handle is fine afterwards.
-        assert!(decode_jpeg_window(&bytes, [0.0, 0.0, 300.0, 200.0], 224, &opts).is_ok());
-        let outside = decode_jpeg_window(&bytes, [250.0, 0.0, 100.0, 100.0], 32, &opts);
+        assert!(decode_jpeg_window(
+            &bytes,
+            [0.0, 0.0, 300.0, 200.0],
+            224,
+            Filter::Bilinear,
+            &opts
+        )
+        .is_ok());
+        let outside = decode_jpeg_window(
+            &bytes,
+            [250.0, 0.0, 100.0, 100.0],
+            32,
+            Filter::Bilinear,
+            &opts,
+        );
         assert!(
             matches!(outside, Err(RejectReason::Unsupported(_))),
             "{outside:?}"

@@ -24,7 +24,7 @@ pub use parquet::{
     LABEL_COLUMNS,
 };
 pub use pattern::{expand_braces, expand_local, is_pattern, is_url};
-pub use resize::{capped_dims, center_crop_offset, crop_rgb, resized_dims, ResizeCrop};
+pub use resize::{capped_dims, center_crop_offset, crop_rgb, resized_dims, Filter, ResizeCrop};
 pub use webdataset::{
     discover_webdataset, is_gzipped, is_tar_name, split_member, LabelKey, WebDatasetOptions,
     IMAGE_EXTENSIONS,

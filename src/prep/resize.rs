@@ -2,8 +2,9 @@
 //! length 256, and then cropped out the central 256×256 patch").
 //!
 //! Geometry follows torchvision's `Resize(size)` + `CenterCrop(size)` on PIL images exactly; pixels follow
-//! Pillow's antialiased `BILINEAR` (a triangle filter widened by the scale factor), implemented by
-//! `fast_image_resize`'s SIMD port of Pillow's convolution.
+//! Pillow's antialiased `BILINEAR` (a triangle filter widened by the scale factor), or for
+//! RandomResizedCrop also its `BICUBIC` ([`Filter`]), implemented by `fast_image_resize`'s SIMD port
+//! of Pillow's convolution.
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -32,10 +33,50 @@ pub fn center_crop_offset(len: u32, size: u32) -> u32 {
     }
 }
 
+/// The resampling filter, as Pillow defines it: both antialiased (the kernel widened by the
+/// scale factor when shrinking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filter {
+    /// Pillow's `BILINEAR`: a triangle of support 1 (torchvision's default).
+    #[default]
+    Bilinear,
+    /// Pillow's `BICUBIC`: Keys' cubic with a = −0.5 (Catmull–Rom), support 2, results clamped to
+    /// 0..=255 (timm's evaluation default, and half of its random training choice).
+    Bicubic,
+}
+
+impl Filter {
+    /// The kernel's reach, in output pixels, on each side of a pixel's centre.
+    pub fn support(self) -> u32 {
+        match self {
+            Filter::Bilinear => 1,
+            Filter::Bicubic => 2,
+        }
+    }
+
+    /// The name Python and the CLI use (`"bilinear"`, `"bicubic"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::Bilinear => "bilinear",
+            Filter::Bicubic => "bicubic",
+        }
+    }
+
+    fn kernel(self) -> FilterType {
+        match self {
+            Filter::Bilinear => FilterType::Bilinear,
+            // fast_image_resize's CatmullRom is Pillow's bicubic_filter (a = −0.5, support 2).
+            Filter::Bicubic => FilterType::CatmullRom,
+        }
+    }
+}
+
 /// Per-thread resize state (Pillow-style convolution buffers), reused across images.
 #[derive(Default)]
 pub struct ResizeCrop {
     resizer: Resizer,
+    /// A bicubic resize's horizontal pass (Pillow's intermediate image).
+    horizontal_pass: Vec<u8>,
 }
 
 impl ResizeCrop {
@@ -51,18 +92,20 @@ impl ResizeCrop {
     /// the full image's scale factor and filter centres, so the result equals resizing the whole
     /// image and then cropping (up to the rounding of the box's float coordinates).
     pub fn resize_center_crop(&mut self, src: &RgbImage, size: u32, out: &mut [u8]) {
-        self.resize_short_center_crop(src, size, size, out);
+        self.resize_short_center_crop(src, size, size, Filter::Bilinear, out);
     }
 
     /// torchvision's `Resize(resize_to)` + `CenterCrop(crop)` (evaluation of the RandomResizedCrop
     /// recipe: `resize_to = crop / crop_fraction`): the short side becomes `resize_to`, and the
-    /// central `crop`×`crop` patch is written to `out`. As [`ResizeCrop::resize_center_crop`],
-    /// only the patch is computed. `crop` must not exceed the resized short side.
+    /// central `crop`×`crop` patch is written to `out`, resampled with `filter`. As
+    /// [`ResizeCrop::resize_center_crop`], only the patch is computed. `crop` must not exceed the
+    /// resized short side.
     pub fn resize_short_center_crop(
         &mut self,
         src: &RgbImage,
         resize_to: u32,
         crop: u32,
+        filter: Filter,
         out: &mut [u8],
     ) {
         let (rw, rh) = resized_dims(src.width, src.height, resize_to);
@@ -78,18 +121,56 @@ impl ResizeCrop {
             (crop as f64 * sx).min(src.width as f64 - left as f64 * sx),
             (crop as f64 * sy).min(src.height as f64 - top as f64 * sy),
         ];
-        self.resize_box(src, window, crop, crop, out);
+        self.resize_box(src, window, (crop, crop), filter, out);
     }
 
-    /// Pillow's `image.resize((out_w, out_h), BILINEAR, box=window)`: the `window` (left, top,
+    /// Pillow's `image.resize((out_w, out_h), filter, box=window)`: the `window` (left, top,
     /// width, height in `src` pixels, fractional allowed) resized to `out_w`×`out_h` with the
-    /// antialiased bilinear filter, which also reads the pixels just around the window.
+    /// antialiased `filter`, which also reads the pixels just around the window.
+    ///
+    /// Bilinear runs fast_image_resize's one call, which for u8 does the vertical pass first;
+    /// the order only moves a rounding by one level, since a triangle never overshoots. Bicubic
+    /// overshoots and is clamped between the passes, so there the order changes pixels by many
+    /// levels at sharp edges: it runs Pillow's order, the horizontal pass over the rows the
+    /// vertical pass reads, then the vertical pass.
     pub fn resize_box(
         &mut self,
         src: &RgbImage,
         window: [f64; 4],
-        out_w: u32,
-        out_h: u32,
+        (out_w, out_h): (u32, u32),
+        filter: Filter,
+        out: &mut [u8],
+    ) {
+        let [left, top, width, height] = window;
+        match filter {
+            Filter::Bilinear => self.convolve(src, window, (out_w, out_h), filter, out),
+            Filter::Bicubic => {
+                let (first, last) = pillow_span(src.height, top, height, out_h, filter);
+                let rows = last - first;
+                let mut pass = std::mem::take(&mut self.horizontal_pass);
+                pass.resize(out_w as usize * rows as usize * 3, 0);
+                let strip = [left, first as f64, width, rows as f64];
+                self.convolve(src, strip, (out_w, rows), filter, &mut pass);
+                let across = RgbImage {
+                    width: out_w,
+                    height: rows,
+                    pixels: pass,
+                };
+                let down = [0.0, top - first as f64, out_w as f64, height];
+                self.convolve(&across, down, (out_w, out_h), filter, out);
+                self.horizontal_pass = across.pixels;
+            }
+        }
+    }
+
+    /// fast_image_resize's convolution of `window` of `src` to `out_w`×`out_h` (a pass in a
+    /// direction the window already fits is a copy).
+    fn convolve(
+        &mut self,
+        src: &RgbImage,
+        window: [f64; 4],
+        (out_w, out_h): (u32, u32),
+        filter: Filter,
         out: &mut [u8],
     ) {
         let (Ok(src_view), Ok(mut dst_view)) = (
@@ -100,28 +181,28 @@ impl ResizeCrop {
         };
         let [left, top, width, height] = window;
         let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+            .resize_alg(ResizeAlg::Convolution(filter.kernel()))
             .crop(left, top, width, height);
         if let Err(e) = self.resizer.resize(&src_view, &mut dst_view, &options) {
             unreachable!("U8x3 resize of a window within the image cannot fail: {e}");
         }
     }
 
-    /// torchvision's `resized_crop` on a PIL image (`image.crop(box).resize(size, BILINEAR)`):
+    /// torchvision's `resized_crop` on a PIL image (`image.crop(box).resize(size, filter)`):
     /// the integer window (`x`, `y`, `w`, `h`) cut out, then resized to `out_size`×`out_size`, so
     /// the filter sees only the window's pixels. `cut` is scratch for the window's copy.
-    #[allow(clippy::too_many_arguments)]
     pub fn resized_crop(
         &mut self,
         src: &RgbImage,
         (x, y, w, h): (u32, u32, u32, u32),
-        out_size: u32,
+        (out_size, filter): (u32, Filter),
         cut: &mut RgbImage,
         out: &mut [u8],
     ) {
+        let square = (out_size, out_size);
         if (x, y, w, h) == (0, 0, src.width, src.height) {
             let full = [0.0, 0.0, w as f64, h as f64];
-            return self.resize_box(src, full, out_size, out_size, out);
+            return self.resize_box(src, full, square, filter, out);
         }
         cut.width = w;
         cut.height = h;
@@ -132,20 +213,33 @@ impl ResizeCrop {
             dst.copy_from_slice(&src.pixels[start..start + row]);
         }
         let full = [0.0, 0.0, w as f64, h as f64];
-        self.resize_box(cut, full, out_size, out_size, out);
+        self.resize_box(cut, full, square, filter, out);
     }
 
     /// The whole image resized to `width`×`height` (antialiased bilinear, Pillow's `resize`).
     pub fn resize_whole(&mut self, src: &RgbImage, width: u32, height: u32) -> RgbImage {
         let mut pixels = vec![0u8; width as usize * height as usize * 3];
         let full = [0.0, 0.0, src.width as f64, src.height as f64];
-        self.resize_box(src, full, width, height, &mut pixels);
+        self.resize_box(src, full, (width, height), Filter::Bilinear, &mut pixels);
         RgbImage {
             width,
             height,
             pixels,
         }
     }
+}
+
+/// The input pixels `first..last` that `out` outputs resampled from the box `start..start + len`
+/// of an axis of `size` pixels read with `filter` (Pillow's `precompute_coeffs` bounds: each
+/// output's centre ± the support widened by the scale, truncated as C's `(int)`, clipped).
+fn pillow_span(size: u32, start: f64, len: f64, out: u32, filter: Filter) -> (u32, u32) {
+    let scale = len / out as f64;
+    let support = filter.support() as f64 * scale.max(1.0);
+    let first_centre = start + 0.5 * scale;
+    let last_centre = start + (out as f64 - 0.5) * scale;
+    let first = ((first_centre - support + 0.5) as i64).max(0) as u32;
+    let last = ((last_centre + support + 0.5) as i64).min(size as i64) as u32;
+    (first, last.max(first + 1))
 }
 
 /// Dimensions with the long side capped at `max_side`, aspect kept (FFCV's `max_resolution`):
@@ -214,6 +308,125 @@ mod tests {
         assert_eq!(center_crop_offset(341, 256), 42);
         assert_eq!(center_crop_offset(342, 256), 43);
         assert_eq!(center_crop_offset(256, 256), 0);
+    }
+
+    /// Pillow's filters (`Imaging/Resample.c`): the triangle and Keys' cubic with a = −0.5.
+    fn pillow_kernel(filter: Filter, x: f64) -> f64 {
+        let (x, a) = (x.abs(), -0.5);
+        match filter {
+            Filter::Bilinear if x < 1.0 => 1.0 - x,
+            Filter::Bicubic if x < 1.0 => ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0,
+            Filter::Bicubic if x < 2.0 => (((x - 5.0) * x + 8.0) * x - 4.0) * a,
+            _ => 0.0,
+        }
+    }
+
+    /// Pillow's `precompute_coeffs`, in f64: for each output pixel, its first input pixel and
+    /// normalised weights over the box `in0..in1` of an axis of `in_size` pixels.
+    fn pillow_coeffs(
+        in_size: usize,
+        (in0, in1): (f64, f64),
+        out_size: usize,
+        filter: Filter,
+    ) -> Vec<(usize, Vec<f64>)> {
+        let scale = (in1 - in0) / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = filter.support() as f64 * filterscale;
+        (0..out_size)
+            .map(|xx| {
+                let center = in0 + (xx as f64 + 0.5) * scale;
+                // C's (int) cast truncates toward zero.
+                let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+                let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+                let w: Vec<f64> = (xmin..xmax)
+                    .map(|x| pillow_kernel(filter, (x as f64 - center + 0.5) / filterscale))
+                    .collect();
+                let total: f64 = w.iter().sum();
+                (xmin, w.iter().map(|v| v / total).collect())
+            })
+            .collect()
+    }
+
+    /// A plain reference of Pillow's `resize(box=window)`: the horizontal pass over every row into
+    /// rounded, clamped u8 (as Pillow's intermediate image), then the vertical pass.
+    fn pillow_resize(src: &RgbImage, window: [f64; 4], (ow, oh): (u32, u32), f: Filter) -> Vec<u8> {
+        let (w, h) = (src.width as usize, src.height as usize);
+        let (ow, oh) = (ow as usize, oh as usize);
+        let [left, top, bw, bh] = window;
+        let to_u8 = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+        let horizontal = pillow_coeffs(w, (left, left + bw), ow, f);
+        let mut mid = vec![0u8; ow * h * 3];
+        for y in 0..h {
+            for (x, (first, weights)) in horizontal.iter().enumerate() {
+                for c in 0..3 {
+                    let at = |i: usize| src.pixels[(y * w + first + i) * 3 + c] as f64;
+                    let sum: f64 = weights.iter().enumerate().map(|(i, k)| at(i) * k).sum();
+                    mid[(y * ow + x) * 3 + c] = to_u8(sum);
+                }
+            }
+        }
+        let vertical = pillow_coeffs(h, (top, top + bh), oh, f);
+        let mut out = vec![0u8; ow * oh * 3];
+        for (y, (first, weights)) in vertical.iter().enumerate() {
+            for x in 0..ow {
+                for c in 0..3 {
+                    let at = |i: usize| mid[((first + i) * ow + x) * 3 + c] as f64;
+                    let sum: f64 = weights.iter().enumerate().map(|(i, k)| at(i) * k).sum();
+                    out[(y * ow + x) * 3 + c] = to_u8(sum);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn both_filters_match_a_plain_pillow_reference() {
+        let src = RgbImage {
+            width: 97,
+            height: 61,
+            pixels: crate::test_pixels::noise(97 * 61 * 3, 5),
+        };
+        let mut resize = ResizeCrop::new();
+        let cases: [([f64; 4], (u32, u32)); 4] = [
+            ([0.0, 0.0, 97.0, 61.0], (40, 30)),    // shrink: the kernel widens
+            ([10.0, 7.0, 20.0, 15.0], (45, 37)),   // enlarge
+            ([3.7, 5.2, 50.3, 30.9], (32, 32)),    // a fractional box
+            ([60.5, 20.25, 36.5, 40.75], (23, 9)), // against the edges
+        ];
+        let mut outputs = Vec::new();
+        for filter in [Filter::Bilinear, Filter::Bicubic] {
+            for (window, (ow, oh)) in cases {
+                let mut ours = vec![0u8; (ow * oh * 3) as usize];
+                resize.resize_box(&src, window, (ow, oh), filter, &mut ours);
+                let reference = pillow_resize(&src, window, (ow, oh), filter);
+                let diffs: Vec<i32> = ours
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                    .collect();
+                let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+                let max = diffs.iter().copied().max().unwrap_or(0);
+                // Bilinear runs the vertical pass first (Pillow the horizontal), so its
+                // intermediate rounds elsewhere: on noise up to a quarter of the values differ by
+                // 1. Bicubic runs Pillow's order: only the fixed-point weights' last bit differs.
+                // A wrong filter, support, pass order or half-pixel shift differs by far more.
+                let mean_bound = match filter {
+                    Filter::Bilinear => 0.35,
+                    Filter::Bicubic => 0.05,
+                };
+                assert!(
+                    max <= 1 && mean < mean_bound,
+                    "{filter:?} {window:?}: max {max}, mean {mean}"
+                );
+                outputs.push(ours);
+            }
+        }
+        // The filter is used: bicubic's negative lobes change the noise far beyond rounding.
+        let (bilinear, bicubic) = outputs.split_at(cases.len());
+        for (a, b) in bilinear.iter().zip(bicubic) {
+            let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max();
+            assert!(max > Some(10), "bilinear and bicubic agree: {max:?}");
+        }
     }
 
     #[test]

@@ -86,9 +86,32 @@ def windows(info, k):
     return tuple(int(info[c][k]) for c in ("x", "y", "w", "h"))
 
 
-def resized_crop_reference(F, pil, window, size=224, flip=False):
+def horizontal_first(pil, size):
+    """Pillow's BICUBIC resize of the whole image to size (w, h), as two one-axis Pillow resizes,
+    the horizontal pass first: what Pillow's resize did up to 12 and what alexpipe does. Pillow 13
+    runs the vertical pass first when the height shrinks much more than the width; bicubic
+    overshoots and is clamped between the passes, so the order moves pixels at sharp edges by
+    several levels (a bilinear triangle never overshoots: there only a rounding moves)."""
+    across = pil.resize((size[0], pil.height), Image.BICUBIC)
+    return across.resize(size, Image.BICUBIC)
+
+
+def interpolation_mode(name):
+    """torchvision's InterpolationMode of a filter name the debug dict reports."""
+    from torchvision.transforms import InterpolationMode
+
+    return {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}[name]
+
+
+def resized_crop_reference(F, pil, window, size=224, flip=False, filter="bilinear"):
+    """torchvision's resized_crop on the PIL image; for bicubic, with Pillow's passes in its
+    classic order (see horizontal_first)."""
     x, y, w, h = window
-    out = F.resized_crop(pil, top=y, left=x, height=h, width=w, size=[size, size], antialias=True)
+    if filter == "bicubic":
+        out = horizontal_first(pil.crop((x, y, x + w, y + h)), (size, size))
+    else:
+        out = F.resized_crop(pil, top=y, left=x, height=h, width=w, size=[size, size],
+                             interpolation=interpolation_mode(filter), antialias=True)
     if flip:
         out = F.horizontal_flip(out)
     return np.asarray(out)
@@ -156,6 +179,143 @@ def test_evaluation_is_resize_then_center_crop(datasets):
                 k += 1
         assert k == len(raw)
         assert decode == "exact" or np.mean(means) <= average, np.mean(means)
+
+
+def test_bicubic_and_random_interpolation_are_pils(datasets):
+    """interpolation="bicubic" and "random" (timm's --train-interpolation random): each window
+    resized with the filter the debug dict names, as Pillow's BICUBIC (in its classic pass order:
+    horizontal_first) or torchvision's bilinear resized_crop on the PIL image; "random" picks each about
+    half the time, draws it after the window (the windows are the bilinear loader's), and
+    evaluates with bicubic (timm's eval default). Crop-aware decoding stays within its tolerance."""
+    F = require("torchvision.transforms.v2.functional", "the oracle")
+    path = datasets["original"]
+    raw = RawDataset(path)
+    epochs = 8
+    # Bicubic's intermediate rounds differently by one level where fast_image_resize's 14-bit
+    # weights and Pillow's 22-bit ones straddle a half; the cubic's lobes (their absolute weights
+    # sum to up to 1.25) carry that into a 2 at a few pixels.
+    max_diff = {"bilinear": PIL_MAX_DIFF, "bicubic": PIL_MAX_DIFF + 1}
+    worst = 0.0
+    for interpolation in ("bicubic", "random"):
+        counts = {"bilinear": 0, "bicubic": 0}
+        plain = batches(path, epochs=epochs, decode="exact", flip=0.5)
+        for (images, _, info), (_, _, plain_info) in zip(batches(path, epochs=epochs, decode="exact", flip=0.5,
+                                                                  interpolation=interpolation), plain):
+            for key in ("indices", "x", "y", "w", "h"):
+                np.testing.assert_array_equal(info[key], plain_info[key])
+            for k, idx in enumerate(info["indices"]):
+                chosen = info["filter"][k]
+                counts[chosen] += 1
+                pil, window, flip = stored_image(raw, idx), windows(info, k), bool(info["flip"][k])
+                ref = resized_crop_reference(F, pil, window, flip=flip, filter=chosen)
+                diff = np.abs(ref.astype(int) - images[k].astype(int))
+                worst = max(worst, (diff > PIL_MAX_DIFF).mean())
+                assert diff.max() <= max_diff[chosen], (interpolation, chosen, idx, window, diff.max())
+                assert diff.mean() <= PIL_MEAN_DIFF, (interpolation, chosen, idx, diff.mean())
+                # The installed torchvision + Pillow as they are, whatever their pass order: the
+                # same pixels but for a few edge pixels.
+                x, y, w, h = window
+                direct = F.resized_crop(pil, top=y, left=x, height=h, width=w, size=[224, 224],
+                                        interpolation=interpolation_mode(chosen), antialias=True)
+                direct = np.asarray(F.horizontal_flip(direct) if flip else direct).astype(int)
+                assert np.abs(direct - images[k].astype(int)).mean() <= PIL_MEAN_DIFF, (chosen, idx, window)
+        total = epochs * len(raw)
+        assert sum(counts.values()) == total
+        if interpolation == "bicubic":
+            assert counts["bicubic"] == total, counts
+        else:
+            # Binomial(72, 1/2): 36 ± 4.2; the draws are fixed by the seed, so this cannot flake.
+            assert 20 <= counts["bicubic"] <= 52, counts
+    print(f"largest share of values off by 2: {worst:.2e}")
+    assert worst < 1e-3
+
+    # The filter really differs: bicubic's windows are not bilinear's (sharper, beyond rounding).
+    bicubic = next(batches(path, epochs=1, decode="exact", interpolation="bicubic"))[0]
+    bilinear = next(batches(path, epochs=1, decode="exact"))[0]
+    assert np.abs(bicubic.astype(int) - bilinear.astype(int)).max() > 8
+
+    # Evaluation after "random" is bicubic: Resize(256, BICUBIC) + CenterCrop(224).
+    loader = alexpipe.Loader(str(path), batch_size=4, recipe="rrc", train=False, layout="u8_nhwc", shuffle=False,
+                             drop_last=False, decode="exact", interpolation="random")
+    k = 0
+    for images, _ in loader:
+        for img in images:
+            pil = stored_image(raw, k)
+            short = min(pil.size)
+            size = (256 * pil.width // short, 256 * pil.height // short)  # torchvision's Resize(256)
+            ref = np.asarray(F.center_crop(horizontal_first(pil, size), 224))
+            diff = np.abs(ref.astype(int) - img.astype(int))
+            assert diff.max() <= PIL_MAX_DIFF and diff.mean() <= PIL_MEAN_DIFF, (k, diff.max(), diff.mean())
+            k += 1
+    assert k == len(raw)
+
+    # Crop-aware decoding with bicubic: the same bounds as bilinear's (its margin covers the
+    # wider kernel).
+    worst_mean, worst_p99, average = CROP_AWARE["train"]
+    means = []
+    for images, _, info in batches(path, decode="crop", interpolation="bicubic"):
+        for k, idx in enumerate(info["indices"]):
+            ref = resized_crop_reference(F, stored_image(raw, idx), windows(info, k), flip=bool(info["flip"][k]),
+                                         filter="bicubic")
+            diff = np.abs(ref.astype(int) - images[k].astype(int))
+            means.append(diff.mean())
+            assert diff.mean() <= worst_mean and np.percentile(diff, 99) <= worst_p99, (idx, diff.mean())
+    print(f"crop-aware bicubic vs torchvision: average {np.mean(means):.2f}, worst mean {max(means):.2f}")
+    assert np.mean(means) <= average
+
+
+def test_random_interpolation_is_deterministic_resumable_and_part_of_the_state(datasets):
+    """The per-sample filter comes from the sample's own draws: identical batches for 1 and 3
+    threads and after a resume; a state of a random-filter loader is refused by a bilinear one."""
+    path = datasets["jpeg512"]
+    common = dict(batch_size=2, recipe="rrc", seed=9, drop_last=True, interpolation="random", debug=True)
+
+    def run(threads, state=None):
+        loader = alexpipe.Loader(str(path), threads=threads, **common)
+        if state is None:
+            loader.set_epoch(2)
+        else:
+            loader.load_state_dict(state)
+        return [(b.copy(), list(info["filter"])) for b, _, info in loader]
+
+    one, three = run(1), run(3)
+    assert len(one) == len(three) > 1
+    for (a, fa), (b, fb) in zip(one, three):
+        np.testing.assert_array_equal(a, b)
+        assert fa == fb
+    assert {f for _, fs in one for f in fs} == {"bilinear", "bicubic"}
+    loader = alexpipe.Loader(str(path), threads=2, **common)
+    loader.set_epoch(2)
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    del it
+    rest = run(1, state)
+    assert len(rest) == len(one) - 1
+    for (a, fa), (b, fb) in zip(one[1:], rest):
+        np.testing.assert_array_equal(a, b)
+        assert fa == fb
+    bilinear = alexpipe.Loader(str(path), batch_size=2, recipe="rrc", seed=9, drop_last=True)
+    with pytest.raises(ValueError, match="recipe"):
+        bilinear.load_state_dict(state)
+    with pytest.raises(ValueError, match="bicubic"):
+        alexpipe.Loader(str(path), recipe="rrc", interpolation="lanczos")
+
+
+def test_the_timm_preset_picks_its_filter_at_random(datasets):
+    """recipe="timm" resizes with bilinear or bicubic at random (timm's train.py default); an
+    explicit interpolation overrides the preset."""
+    path = datasets["original"]
+    common = dict(batch_size=3, recipe="timm", shuffle=False, drop_last=True, debug=True, seed=4)
+    seen = set()
+    loader = alexpipe.Loader(str(path), **common)
+    for epoch in range(4):
+        loader.set_epoch(epoch)
+        for _, _, info in loader:
+            seen |= set(info["filter"])
+    assert seen == {"bilinear", "bicubic"}
+    fixed = alexpipe.Loader(str(path), interpolation="bilinear", **common)
+    assert {f for _, _, info in fixed for f in info["filter"]} == {"bilinear"}
 
 
 def test_f32_output_is_torchvisions_normalize(datasets):

@@ -134,8 +134,8 @@ fn resume_mid_epoch_continues_exactly() {
     assert_resume_is_exact(&["--preset", "small"]);
 }
 
-/// The same with today's augmentation set on: timm's recipe (RandomResizedCrop, colour jitter,
-/// label smoothing) plus TrivialAugmentWide, random erasing, MixUp and CutMix with their soft
+/// The same with today's augmentation set on: timm's recipe (RandomResizedCrop with a random
+/// filter per image, colour jitter, label smoothing) plus TrivialAugmentWide, random erasing, MixUp and CutMix with their soft
 /// labels, and two views of each image: the batches, their mixing and the soft-target loss resume
 /// exactly too. The checkpoint's engine position names the ops the flags asked for.
 #[test]
@@ -160,6 +160,7 @@ fn resume_mid_epoch_continues_exactly_with_mixup_cutmix_and_erasing() {
         "mixup=mixup_alpha=0.8,cutmix_alpha=1,prob=1,switch_prob=0.5,smoothing=0.1",
         "erasing=p=0.25,scale=0.02,0.33,ratio=0.3,3.3,fill=Constant([0.0, 0.0, 0.0])",
         "views=2",
+        "interpolation=random",
         "trivial_augment_wide(bins=31) color_jitter(b=0.6,1.4 c=0.6,1.4 s=0.6,1.4 h=-)",
     ] {
         assert!(
@@ -558,6 +559,7 @@ fn augmentation_flags_that_cannot_work_say_what_to_do() {
     // The ops belong to RandomResizedCrop, not to the paper's patches of the stored images.
     refused(&["--mixup", "0.8"], "add --recipe rrc");
     refused(&["--color-jitter", "0.4"], "add --recipe rrc");
+    refused(&["--interpolation", "bicubic"], "add --recipe rrc");
     // Label smoothing (timm's preset), MixUp and erasing work on the finished f32 batches.
     refused(&["--recipe", "timm", "--upload", "u8"], "use --upload f32");
     refused(

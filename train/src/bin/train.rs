@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use alexpipe::MeanMode;
-use alexpipe::{Augmentations, ColorJitter, EraseFill, Mixup, RandomErasing, TrivialAugmentWide};
+use alexpipe::{
+    Augmentations, ColorJitter, EraseFill, Interpolation, Mixup, RandomErasing, TrivialAugmentWide,
+};
 use alexpipe_train::device::DeviceChoice;
 use alexpipe_train::finish::Upload;
 use alexpipe_train::metrics::top5_is_reported;
@@ -62,6 +64,17 @@ enum EraseArg {
     Rand,
     /// One N(0, 1) value per pixel and channel.
     Pixel,
+}
+
+/// `--interpolation`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InterpolationArg {
+    /// Pillow's antialiased bilinear (torchvision).
+    Bilinear,
+    /// Pillow's antialiased bicubic.
+    Bicubic,
+    /// Bilinear or bicubic per image (timm's --train-interpolation random).
+    Random,
 }
 
 impl RecipeArg {
@@ -143,6 +156,10 @@ struct Args {
     /// Validate with the paper's 10 patches and averaged softmax.
     #[arg(long, help_heading = PAPER)]
     ten_crop: bool,
+    /// RandomResizedCrop's resize filter; evaluation uses bicubic after random (timm's default)
+    /// [rrc: bilinear; timm: random].
+    #[arg(long, value_enum, help_heading = TODAY)]
+    interpolation: Option<InterpolationArg>,
     /// Colour jitter: one value for brightness, contrast and saturation, or B,C,S or B,C,S,H
     /// (torchvision's ColorJitter, random order) [timm: 0.4].
     #[arg(long, value_delimiter = ',', value_name = "V", help_heading = TODAY)]
@@ -248,6 +265,19 @@ impl Args {
             (p.normalize, p.lighting) = (preset.mean, preset.lighting);
         } else if let Some(arg) = self.recipe {
             p.augment = arg.engine_recipe();
+        }
+        if let Some(arg) = self.interpolation {
+            let alexpipe::Recipe::RandomResizedCrop { crop, .. } = &mut p.augment else {
+                bail!(
+                    "--interpolation is RandomResizedCrop's resize filter (the paper's recipe \
+                     crops the stored images without resizing): add --recipe rrc (or timm)"
+                );
+            };
+            crop.interpolation = match arg {
+                InterpolationArg::Bilinear => Interpolation::Bilinear,
+                InterpolationArg::Bicubic => Interpolation::Bicubic,
+                InterpolationArg::Random => Interpolation::Random,
+            };
         }
         Ok(Recipe {
             ops: self.ops(p.ops)?,
