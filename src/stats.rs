@@ -63,8 +63,10 @@ impl StatsAccumulator {
             *sum += v as u16;
         }
         self.pending_images += 1;
-        for row in pixels.chunks_exact(self.size as usize * 3) {
-            let sums = row_sums(row);
+        // The image as one flat run of pixels (rows end on whole pixels), in the longest pieces
+        // row_sums' u32 lanes hold: one reduction of its lanes per piece rather than per row.
+        for run in pixels.chunks(MAX_RUN_PIXELS * 3) {
+            let sums = row_sums(run);
             for (total, part) in self.channel_sum.iter_mut().zip(sums.channel) {
                 *total += part;
             }
@@ -198,6 +200,10 @@ impl StatsAccumulator {
 /// Images a u16 pending sum can take: 257 × 255 = 65535.
 const MAX_PENDING: u32 = 257;
 
+/// Pixels [`row_sums`] takes at once: each u32 lane then sums at most 65536 / 16 blocks of
+/// products below 65536.
+const MAX_RUN_PIXELS: usize = 65536;
+
 /// Σ R, Σ G, Σ B and the six Σ products of one row of pixels.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct RowSums {
@@ -229,11 +235,13 @@ fn row_sums(row: &[u8]) -> RowSums {
         };
         let (x0, x1, x2) = (lane(0), lane(1), lane(2));
         for j in 0..BLOCK {
-            let v = x0[j] as u32;
-            s[j] += v;
-            sq[j] += v * v;
-            next1[j] += v * x1[j] as u32;
-            next2[j] += v * x2[j] as u32;
+            // A product of two bytes fits in u16 (255² = 65025): multiplied as u16 (SSE2's
+            // `pmullw`; u32 lanes would need SSE4.1's `pmulld`), then widened to sum.
+            let v = x0[j] as u16;
+            s[j] += v as u32;
+            sq[j] += (v * v) as u32;
+            next1[j] += (v * x1[j] as u16) as u32;
+            next2[j] += (v * x2[j] as u16) as u32;
         }
         k += BLOCK;
     }
