@@ -16,8 +16,9 @@ use crate::part::{
     files_digest, inputs_digest, ContainerFile, CutBy, PartInfo, PartSlice, PartSpec,
 };
 use crate::prep::{
-    capped_dims, decode_rgb, discover_folder, discover_list, looks_like_image, max_file_bytes,
-    DecodeOptions, Inputs, RejectReason, ResizeCrop, Source, TableFile, MAX_NUMBERED_CLASSES,
+    capped_dims, center_crop_span, decode_jpeg_span, decode_rgb, discover_folder, discover_list,
+    is_jpeg, looks_like_image, max_file_bytes, DecodeOptions, Inputs, RejectReason, ResizeCrop,
+    RgbImage, Source, TableFile, MAX_NUMBERED_CLASSES,
 };
 use crate::shards::{DatasetWriter, ShardSource, StatsInfo, MEAN_IMAGE_FILE};
 use crate::sink::DatasetSink;
@@ -206,9 +207,11 @@ struct Prepared {
     payload: Option<Vec<u8>>,
 }
 
-/// One worker's reusable state: resize buffers, JPEG encoder, and its share of the statistics.
+/// One worker's reusable state: resize buffers, the full-size frame JPEGs are decoded into,
+/// JPEG encoder, and its share of the statistics.
 struct Worker {
     resize: ResizeCrop,
+    frame: RgbImage,
     compressor: Option<turbojpeg::Compressor>,
     stats: StatsAccumulator,
 }
@@ -217,6 +220,7 @@ impl Worker {
     fn new(size: u32) -> Self {
         Worker {
             resize: ResizeCrop::new(),
+            frame: RgbImage::default(),
             compressor: None,
             stats: StatsAccumulator::new(size),
         }
@@ -547,19 +551,25 @@ fn prepare_bytes(
         max_pixels: cfg.max_pixels,
         draft_for: cfg.draft.then_some(cfg.size),
     };
-    let mut img = decode_rgb(&bytes, &opts)?;
+    // Only the centre is kept: a JPEG decodes just the part the resize reads (the same pixels
+    // there), unless the whole image is kept too (max_side) or drafted.
+    let centre_only = cfg.max_side.is_none() && !cfg.draft && is_jpeg(&bytes);
+    let size = cfg.size;
+    let span = |w, h| center_crop_span(w, h, size);
+    if !(centre_only && decode_jpeg_span(&bytes, &opts, span, &mut worker.frame)?) {
+        worker.frame = decode_rgb(&bytes, &opts)?;
+    }
+    let img = &mut worker.frame;
     if let Some(side) = cfg.max_side {
         // The whole image at its own aspect, capped; the paper's view below is taken from it,
         // as the reader will take it from the stored JPEG.
         let (w, h) = capped_dims(img.width, img.height, side);
         if (w, h) != (img.width, img.height) {
-            img = worker.resize.resize_whole(&img, w, h);
+            *img = worker.resize.resize_whole(img, w, h);
         }
     }
     let mut pixels = vec![0u8; cfg.size as usize * cfg.size as usize * 3];
-    worker
-        .resize
-        .resize_center_crop(&img, cfg.size, &mut pixels);
+    worker.resize.resize_center_crop(img, cfg.size, &mut pixels);
     let payload = match cfg.mode {
         Mode::Raw => None,
         Mode::Jpeg if cfg.max_side.is_some() => Some(encode_jpeg(

@@ -14,7 +14,8 @@ use std::io::Cursor;
 use turbojpeg::raw;
 
 use super::decode::{
-    check_dims, decompress_rgb, read_jpeg_header, set_scale, with_decompressor, CInt,
+    check_dims, decompress_into, decompress_rgb, read_jpeg_header, set_scale, with_decompressor,
+    CInt,
 };
 use super::{is_jpeg, DecodeOptions, Filter, RejectReason, RgbImage};
 
@@ -172,6 +173,67 @@ pub fn decode_jpeg_window(
     })
 }
 
+/// Pixels decoded beyond the span a resize reads, on every side: libjpeg-turbo's fancy
+/// upsampling at a cropped region's edges lacks a chroma neighbour, so the first pixel of a
+/// region may differ from a whole decode's (with no margin, 4:2:2 images do; one pixel is enough
+/// for every layout in the tests), never this far in.
+const SPAN_MARGIN: u32 = 8;
+
+/// Decodes a JPEG at full size into `frame` (made the image's `width`×`height`), but only the
+/// columns and the rows from the top that `span(width, height)` names — `[x0, y0, x1, y1)`, the
+/// pixels a resize will read — plus [`SPAN_MARGIN`], each pixel at its own place. Those pixels are
+/// exactly the whole decode's; the others are left as they were and must not be read.
+/// libjpeg-turbo then skips the IDCT, upsampling and colour conversion of the columns outside and
+/// of the rows above. Every row's entropy data is still decoded and the rows below are decoded
+/// whole, so a file truncated or damaged anywhere is the same error as in a whole decode. Returns
+/// `false`, decoding nothing, for a JPEG it cannot crop (lossless, CMYK, unknown chroma layout) or
+/// a span that covers it whole: decode that one whole.
+pub fn decode_jpeg_span(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    span: impl FnOnce(u32, u32) -> [u32; 4],
+    frame: &mut RgbImage,
+) -> Result<bool, RejectReason> {
+    with_decompressor(|tj| {
+        let header = read_jpeg_header(tj, bytes, opts)?;
+        let mcu = mcu_width(header.subsamp).filter(|_| !header.lossless && !header.cmyk);
+        let Some(mcu) = mcu.filter(|&m| m > 0) else {
+            return Ok(false);
+        };
+        let (width, height) = (header.width, header.height);
+        let [x0, y0, x1, _] = span(width, height);
+        let left = x0.saturating_sub(SPAN_MARGIN) / mcu * mcu;
+        let top = y0.saturating_sub(SPAN_MARGIN);
+        let right = x1.saturating_add(SPAN_MARGIN).min(width);
+        if left >= right || top >= height || (left, top, right) == (0, 0, width) {
+            return Ok(false);
+        }
+        set_scale(tj, 1, 1)?;
+        let region = raw::tjregion {
+            x: left as CInt,
+            y: top as CInt,
+            w: (right - left) as CInt,
+            h: (height - top) as CInt,
+        };
+        // SAFETY: valid handle whose header was read; the region lies within the image and its
+        // left edge is on an iMCU boundary.
+        if unsafe { raw::tj3SetCroppingRegion(tj.0, region) } != 0 {
+            let (_, msg) = tj.error();
+            return Err(RejectReason::Unsupported(format!(
+                "JPEG cropping region: {msg}"
+            )));
+        }
+        frame.width = width;
+        frame.height = height;
+        frame.pixels.resize(width as usize * height as usize * 3, 0);
+        let pitch = width as usize * 3;
+        let start = top as usize * pitch + left as usize * 3;
+        // The region's rows land at their own place: `pitch` apart from (left, top).
+        decompress_into(tj, bytes, &header, &mut frame.pixels[start..], pitch)?;
+        Ok(true)
+    })
+}
+
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
         a
@@ -197,21 +259,32 @@ mod tests {
 
     /// A smooth 300×200 test picture, baseline 4:2:0 JPEG at quality 95.
     fn jpeg() -> Vec<u8> {
-        let (w, h) = (300usize, 200usize);
+        jpeg_of(300, 200, turbojpeg::Subsamp::Sub2x2)
+    }
+
+    /// A `w`×`h` picture with edges and texture in every channel, baseline JPEG at quality 90
+    /// with the given chroma layout.
+    fn jpeg_of(w: usize, h: usize, subsamp: turbojpeg::Subsamp) -> Vec<u8> {
         let pixels: Vec<u8> = (0..w * h)
             .flat_map(|i| {
                 let (x, y) = ((i % w) as f64, (i / w) as f64);
+                // Smooth waves, a hard diagonal edge and a fine checker texture.
+                let edge = if x + 2.0 * y > w as f64 { 60.0 } else { 0.0 };
+                let checker = if (i % w / 2 + i / w / 2).is_multiple_of(2) {
+                    12.0
+                } else {
+                    0.0
+                };
                 [
-                    (128.0 + 100.0 * (x / 17.0).sin()) as u8,
-                    (128.0 + 100.0 * (y / 11.0).cos()) as u8,
-                    ((x + y) / 2.0) as u8,
+                    (100.0 + 90.0 * (x / 17.0).sin() + edge) as u8,
+                    (100.0 + 90.0 * (y / 11.0).cos() + checker) as u8,
+                    ((x + y) / 4.0 % 200.0 + checker) as u8,
                 ]
             })
             .collect();
         let mut c = turbojpeg::Compressor::new().expect("compressor");
         c.set_quality(95).expect("quality");
-        c.set_subsamp(turbojpeg::Subsamp::Sub2x2)
-            .expect("subsampling");
+        c.set_subsamp(subsamp).expect("subsampling");
         let image = turbojpeg::Image {
             pixels: &pixels[..],
             width: w,
@@ -323,6 +396,62 @@ mod tests {
             matches!(outside, Err(RejectReason::Unsupported(_))),
             "{outside:?}"
         );
+    }
+
+    #[test]
+    fn a_centre_span_decodes_to_the_same_crop_as_the_whole_image() {
+        use crate::prep::{center_crop_span, decode_rgb, ResizeCrop};
+        use turbojpeg::Subsamp;
+        let opts = DecodeOptions::default();
+        let mut resize = ResizeCrop::new();
+        let mut frame = RgbImage::default();
+        let mut cropped = 0;
+        let layouts = [
+            Subsamp::None,
+            Subsamp::Sub2x1,
+            Subsamp::Sub2x2,
+            Subsamp::Sub1x2,
+            Subsamp::Sub4x1,
+            Subsamp::Gray,
+        ];
+        // Landscape, portrait, square, odd sides, smaller than the output (upscaled), exactly it.
+        let sizes = [
+            (500, 375),
+            (333, 500),
+            (300, 300),
+            (613, 257),
+            (200, 150),
+            (256, 256),
+        ];
+        for subsamp in layouts {
+            for (w, h) in sizes {
+                let bytes = jpeg_of(w, h, subsamp);
+                let whole = decode_rgb(&bytes, &opts).expect("decodes");
+                let mut expected = vec![0u8; 256 * 256 * 3];
+                resize.resize_center_crop(&whole, 256, &mut expected);
+                // Stale pixels from another image must not leak in: start from a bright frame.
+                frame.pixels = vec![255; w * h * 3];
+                let span = |fw, fh| center_crop_span(fw, fh, 256);
+                if decode_jpeg_span(&bytes, &opts, span, &mut frame).expect("decodes") {
+                    cropped += 1;
+                } else {
+                    frame = whole.clone();
+                }
+                assert_eq!((frame.width, frame.height), (w as u32, h as u32));
+                let mut ours = vec![0u8; 256 * 256 * 3];
+                resize.resize_center_crop(&frame, 256, &mut ours);
+                assert!(ours == expected, "{subsamp:?} {w}x{h}: the crop differs");
+            }
+        }
+        // Every image with columns or rows outside the span took the cropped path.
+        assert!(cropped >= layouts.len() * 4, "only {cropped} cropped");
+        // A file cut short below the centre is still the whole decode's error.
+        let bytes = jpeg_of(333, 500, Subsamp::Sub2x2);
+        let cut = &bytes[..bytes.len() * 9 / 10];
+        assert!(decode_rgb(cut, &opts).is_err());
+        let span = |fw, fh| center_crop_span(fw, fh, 256);
+        let lost = decode_jpeg_span(cut, &opts, span, &mut frame);
+        assert!(matches!(lost, Err(RejectReason::Corrupt(_))), "{lost:?}");
     }
 
     #[test]

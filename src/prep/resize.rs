@@ -71,6 +71,33 @@ impl Filter {
     }
 }
 
+/// The source pixels `[x0, y0, x1, y1)` that [`ResizeCrop::resize_center_crop`] of a
+/// `width`×`height` image to `size` reads: each output pixel's centre ± the bilinear kernel's
+/// reach (1, widened by the scale when shrinking), floored and ceiled as fast_image_resize bounds
+/// its coefficients, clipped to the image. What a crop-aware decode must deliver exactly.
+pub fn center_crop_span(width: u32, height: u32, size: u32) -> [u32; 4] {
+    let (rw, rh) = resized_dims(width, height, size);
+    let (left, top) = (center_crop_offset(rw, size), center_crop_offset(rh, size));
+    if (rw, rh) == (width, height) {
+        return [left, top, left + size, top + size];
+    }
+    let axis = |len: u32, resized: u32, offset: u32| {
+        let scale = len as f64 / resized as f64;
+        let start = offset as f64 * scale;
+        let step = (size as f64 * scale).min(len as f64 - start) / size as f64;
+        let reach = Filter::Bilinear.support() as f64 * step.max(1.0);
+        let first = start + 0.5 * step - reach;
+        let last = start + (size as f64 - 0.5) * step + reach;
+        (
+            first.floor().max(0.0) as u32,
+            last.ceil().min(len as f64) as u32,
+        )
+    };
+    let (x0, x1) = axis(width, rw, left);
+    let (y0, y1) = axis(height, rh, top);
+    [x0, y0, x1, y1]
+}
+
 /// Per-thread resize state (Pillow-style convolution buffers), reused across images.
 #[derive(Default)]
 pub struct ResizeCrop {

@@ -38,6 +38,10 @@ def photo_folder(tmp_path_factory, real_photos):
         if k % 2 == 0:
             var.save(b / f"{src.stem}_prog.jpg", quality=90, progressive=True)
             var.convert("L").save(b / f"{src.stem}_gray.jpg", quality=88)
+            # 4:2:2 (chroma halved across only) and a portrait 4:2:0 one, whose centre crop cuts
+            # rows rather than columns.
+            var.save(b / f"{src.stem}_422.jpg", quality=90, subsampling=1)
+            var.transpose(Image.Transpose.ROTATE_90).save(b / f"{src.stem}_portrait.jpg", quality=90)
         else:
             var.save(b / f"{src.stem}_444.jpg", quality=92, subsampling=0)
             var.save(b / f"{src.stem}_var.png")
@@ -92,9 +96,13 @@ def test_jpeg_and_original_modes(photo_folder, tmp_path):
     run_build(photo_folder, tmp_path / "orig", "--mode", "original")
     raw, jpg, orig = Dataset(tmp_path / "raw"), Dataset(tmp_path / "jpeg"), Dataset(tmp_path / "orig")
     engine_jpg = alexpipe.Dataset(tmp_path / "jpeg")
+    engine_orig = alexpipe.Dataset(tmp_path / "orig")
     assert len(raw) == len(jpg) == len(orig) == len(engine_jpg)
     for i, rel in enumerate(files_in_order(raw)):
         pixels, label = raw.pixels(i)
+        # The build decodes only the part of a JPEG its centre crop reads; reading the original
+        # bytes back decodes them whole: the same pixels, to the bit, in every chroma layout.
+        np.testing.assert_array_equal(engine_orig[i][0], pixels, err_msg=rel)
         jlabel, jbytes = jpg.records[i]
         olabel, obytes = orig.records[i]
         assert label == jlabel == olabel
