@@ -179,15 +179,15 @@ pub fn decode_jpeg_window(
 /// for every layout in the tests), never this far in.
 const SPAN_MARGIN: u32 = 8;
 
-/// Decodes a JPEG at full size into `frame` (made the image's `width`×`height`), but only the
-/// columns and the rows from the top that `span(width, height)` names — `[x0, y0, x1, y1)`, the
-/// pixels a resize will read — plus [`SPAN_MARGIN`], each pixel at its own place. Those pixels are
+/// Decodes a JPEG at full size into `frame` (made the image's `width`×`height`), but only the part
+/// a resize will read: of `[x0, y0, x1, y1)` = `span(width, height)`, the columns `x0..x1` and the
+/// rows from `y0` down, with a margin of 8 pixels, each pixel at its own place. Those pixels are
 /// exactly the whole decode's; the others are left as they were and must not be read.
 /// libjpeg-turbo then skips the IDCT, upsampling and colour conversion of the columns outside and
 /// of the rows above. Every row's entropy data is still decoded and the rows below are decoded
 /// whole, so a file truncated or damaged anywhere is the same error as in a whole decode. Returns
-/// `false`, decoding nothing, for a JPEG it cannot crop (lossless, CMYK, unknown chroma layout) or
-/// a span that covers it whole: decode that one whole.
+/// `false`, decoding nothing, for a JPEG it cannot crop (lossless, CMYK, unknown chroma layout, a
+/// region libjpeg-turbo refuses) or a span that covers it whole: decode that one whole.
 pub fn decode_jpeg_span(
     bytes: &[u8],
     opts: &DecodeOptions,
@@ -216,12 +216,10 @@ pub fn decode_jpeg_span(
             h: (height - top) as CInt,
         };
         // SAFETY: valid handle whose header was read; the region lies within the image and its
-        // left edge is on an iMCU boundary.
+        // left edge is on an iMCU boundary. Should libjpeg-turbo refuse it anyway, the image
+        // decodes whole (the next header read resets the region).
         if unsafe { raw::tj3SetCroppingRegion(tj.0, region) } != 0 {
-            let (_, msg) = tj.error();
-            return Err(RejectReason::Unsupported(format!(
-                "JPEG cropping region: {msg}"
-            )));
+            return Ok(false);
         }
         frame.width = width;
         frame.height = height;

@@ -82,6 +82,17 @@ def batches(path, epochs=3, **kw):
             yield images, labels, info
 
 
+def state_after_one_batch(path, epoch, **options):
+    """The state of a 2-thread loader after the first batch of `epoch`."""
+    loader = alexpipe.Loader(str(path), threads=2, **options)
+    loader.set_epoch(epoch)
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    del it
+    return state
+
+
 def windows(info, k):
     return tuple(int(info[c][k]) for c in ("x", "y", "w", "h"))
 
@@ -284,12 +295,7 @@ def test_random_interpolation_is_deterministic_resumable_and_part_of_the_state(d
         np.testing.assert_array_equal(a, b)
         assert fa == fb
     assert {f for _, fs in one for f in fs} == {"bilinear", "bicubic"}
-    loader = alexpipe.Loader(str(path), threads=2, **common)
-    loader.set_epoch(2)
-    it = iter(loader)
-    next(it)
-    state = loader.state_dict()
-    del it
+    state = state_after_one_batch(path, 2, **common)
     rest = run(1, state)
     assert len(rest) == len(one) - 1
     for (a, fa), (b, fb) in zip(one[1:], rest):
@@ -379,12 +385,7 @@ def test_batches_are_identical_for_any_thread_count_and_after_resume(datasets):
     assert len(one) == len(three) > 1
     for a, b in zip(one, three):
         np.testing.assert_array_equal(a, b)
-    loader = alexpipe.Loader(str(path), threads=2, **common)
-    loader.set_epoch(1)
-    it = iter(loader)
-    next(it)
-    state = loader.state_dict()
-    del it
+    state = state_after_one_batch(path, 1, **common)
     resumed = alexpipe.Loader(str(path), threads=1, **common)
     resumed.load_state_dict(state)
     rest = [b.copy() for b, _ in resumed]
