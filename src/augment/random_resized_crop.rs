@@ -11,7 +11,7 @@
 use rand::{Rng, RngExt};
 
 use crate::error::{Error, Result};
-use crate::prep::{center_crop_offset, resized_dims, Filter, Window};
+use crate::prep::{center_box, Filter, Window};
 
 /// How RandomResizedCrop resamples its training window: one filter, or timm's random choice
 /// between bilinear and bicubic per sample. Evaluation uses [`Interpolation::eval_filter`].
@@ -189,16 +189,7 @@ impl RandomResizedCrop {
     /// [`ResizeCrop::resize_short_center_crop`](crate::prep::ResizeCrop::resize_short_center_crop)
     /// computes it.
     pub fn eval_box(&self, width: u32, height: u32, size: u32) -> [f64; 4] {
-        let (rw, rh) = resized_dims(width, height, self.eval_resize(size));
-        let (left, top) = (center_crop_offset(rw, size), center_crop_offset(rh, size));
-        let (sx, sy) = (width as f64 / rw as f64, height as f64 / rh as f64);
-        let (x, y) = (left as f64 * sx, top as f64 * sy);
-        [
-            x,
-            y,
-            (size as f64 * sx).min(width as f64 - x),
-            (size as f64 * sy).min(height as f64 - y),
-        ]
+        center_box(width, height, self.eval_resize(size), size)
     }
 }
 

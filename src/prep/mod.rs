@@ -27,7 +27,8 @@ pub use parquet::{
 };
 pub use pattern::{expand_braces, expand_local, is_pattern, is_url};
 pub use resize::{
-    capped_dims, center_crop_offset, center_crop_span, crop_rgb, resized_dims, Filter, ResizeCrop,
+    capped_dims, center_box, center_crop_offset, center_crop_span, crop_rgb, resized_dims, Filter,
+    ResizeCrop,
 };
 pub use webdataset::{
     discover_webdataset, is_gzipped, is_tar_name, split_member, LabelKey, WebDatasetOptions,

@@ -71,31 +71,44 @@ impl Filter {
     }
 }
 
+/// The part of a `width`×`height` image that torchvision's `Resize(resize_to)` +
+/// `CenterCrop(crop)` shows, in the image's own pixels (left, top, width, height; fractional):
+/// the centre crop's offset and side scaled back by the resize factor of each axis.
+pub fn center_box(width: u32, height: u32, resize_to: u32, crop: u32) -> [f64; 4] {
+    let (rw, rh) = resized_dims(width, height, resize_to);
+    let (left, top) = (center_crop_offset(rw, crop), center_crop_offset(rh, crop));
+    let (sx, sy) = (width as f64 / rw as f64, height as f64 / rh as f64);
+    let (x, y) = (left as f64 * sx, top as f64 * sy);
+    [
+        x,
+        y,
+        (crop as f64 * sx).min(width as f64 - x),
+        (crop as f64 * sy).min(height as f64 - y),
+    ]
+}
+
 /// The source pixels `[x0, y0, x1, y1)` that [`ResizeCrop::resize_center_crop`] of a
-/// `width`×`height` image to `size` reads: each output pixel's centre ± the bilinear kernel's
-/// reach (1, widened by the scale when shrinking), floored and ceiled as fast_image_resize bounds
-/// its coefficients, clipped to the image. What a crop-aware decode must deliver exactly.
+/// `width`×`height` image to `size` reads ([`filter_span`] of each axis of its [`center_box`]).
+/// What a crop-aware decode must deliver exactly.
 pub fn center_crop_span(width: u32, height: u32, size: u32) -> [u32; 4] {
-    let (rw, rh) = resized_dims(width, height, size);
-    let (left, top) = (center_crop_offset(rw, size), center_crop_offset(rh, size));
-    if (rw, rh) == (width, height) {
-        return [left, top, left + size, top + size];
-    }
-    let axis = |len: u32, resized: u32, offset: u32| {
-        let scale = len as f64 / resized as f64;
-        let start = offset as f64 * scale;
-        let step = (size as f64 * scale).min(len as f64 - start) / size as f64;
-        let reach = Filter::Bilinear.support() as f64 * step.max(1.0);
-        let first = start + 0.5 * step - reach;
-        let last = start + (size as f64 - 0.5) * step + reach;
-        (
-            first.floor().max(0.0) as u32,
-            last.ceil().min(len as f64) as u32,
-        )
-    };
-    let (x0, x1) = axis(width, rw, left);
-    let (y0, y1) = axis(height, rh, top);
+    let [x, y, w, h] = center_box(width, height, size, size);
+    let (x0, x1) = filter_span(width, x, w, size, Filter::Bilinear);
+    let (y0, y1) = filter_span(height, y, h, size, Filter::Bilinear);
     [x0, y0, x1, y1]
+}
+
+/// The input pixels `first..last` of an axis of `len` pixels that `out` outputs resampled from its
+/// box `start..start + extent` with `filter` read: each output's centre ± the kernel's support
+/// widened by the scale, floored and ceiled as fast_image_resize bounds its coefficients (a
+/// superset of Pillow's bounds, which drop only pixels of weight 0), clipped to the axis.
+fn filter_span(len: u32, start: f64, extent: f64, out: u32, filter: Filter) -> (u32, u32) {
+    let step = extent / out as f64;
+    let reach = filter.support() as f64 * step.max(1.0);
+    let first = start + 0.5 * step - reach;
+    let last = start + (out as f64 - 0.5) * step + reach;
+    let first = first.floor().max(0.0) as u32;
+    let last = last.ceil().min(len as f64) as u32;
+    (first, last.max(first + 1))
 }
 
 /// Per-thread resize state (Pillow-style convolution buffers), reused across images.
@@ -141,13 +154,7 @@ impl ResizeCrop {
             crop_rgb(&src.pixels, src.width, src.height, left, top, crop, out);
             return;
         }
-        let (sx, sy) = (src.width as f64 / rw as f64, src.height as f64 / rh as f64);
-        let window = [
-            left as f64 * sx,
-            top as f64 * sy,
-            (crop as f64 * sx).min(src.width as f64 - left as f64 * sx),
-            (crop as f64 * sy).min(src.height as f64 - top as f64 * sy),
-        ];
+        let window = center_box(src.width, src.height, resize_to, crop);
         self.resize_box(src, window, (crop, crop), filter, out);
     }
 
@@ -172,7 +179,7 @@ impl ResizeCrop {
         match filter {
             Filter::Bilinear => self.convolve(src, window, (out_w, out_h), filter, out),
             Filter::Bicubic => {
-                let (first, last) = pillow_span(src.height, top, height, out_h, filter);
+                let (first, last) = filter_span(src.height, top, height, out_h, filter);
                 let rows = last - first;
                 let mut pass = std::mem::take(&mut self.horizontal_pass);
                 pass.resize(out_w as usize * rows as usize * 3, 0);
@@ -254,19 +261,6 @@ impl ResizeCrop {
             pixels,
         }
     }
-}
-
-/// The input pixels `first..last` that `out` outputs resampled from the box `start..start + len`
-/// of an axis of `size` pixels read with `filter` (Pillow's `precompute_coeffs` bounds: each
-/// output's centre ± the support widened by the scale, truncated as C's `(int)`, clipped).
-fn pillow_span(size: u32, start: f64, len: f64, out: u32, filter: Filter) -> (u32, u32) {
-    let scale = len / out as f64;
-    let support = filter.support() as f64 * scale.max(1.0);
-    let first_centre = start + 0.5 * scale;
-    let last_centre = start + (out as f64 - 0.5) * scale;
-    let first = ((first_centre - support + 0.5) as i64).max(0) as u32;
-    let last = ((last_centre + support + 0.5) as i64).min(size as i64) as u32;
-    (first, last.max(first + 1))
 }
 
 /// Dimensions with the long side capped at `max_side`, aspect kept (FFCV's `max_resolution`):
