@@ -88,8 +88,8 @@ pub fn center_box(width: u32, height: u32, resize_to: u32, crop: u32) -> [f64; 4
 }
 
 /// The source pixels `[x0, y0, x1, y1)` that [`ResizeCrop::resize_center_crop`] of a
-/// `width`×`height` image to `size` reads ([`filter_span`] of each axis of its [`center_box`]).
-/// What a crop-aware decode must deliver exactly.
+/// `width`×`height` image to `size` reads: its [`center_box`] widened on each axis by the
+/// bilinear kernel's reach. What a crop-aware decode must deliver exactly.
 pub fn center_crop_span(width: u32, height: u32, size: u32) -> [u32; 4] {
     let [x, y, w, h] = center_box(width, height, size, size);
     let (x0, x1) = filter_span(width, x, w, size, Filter::Bilinear);
